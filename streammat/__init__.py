@@ -1,0 +1,1 @@
+"""streammat: stream-processing video matting."""

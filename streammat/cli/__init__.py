@@ -1,0 +1,71 @@
+"""The ``streammat`` command: one sub-command module per verb.
+
+Each module in ``_COMMANDS`` provides ``add_parser(subparsers)`` (which sets
+``func=run`` on its parser) and ``run(args) -> int``. Library errors become one line
+on stderr and a non-zero exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from ..errors import ConfigError, Interrupted, StreammatError
+
+# sub-command modules, in the order `streammat --help` lists them
+_COMMANDS = ("process", "models", "sample")
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="streammat", description="Stream-processing video matting.")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in _COMMANDS:
+        importlib.import_module(f"{__name__}.{name}").add_parser(sub)
+    return parser
+
+
+def _setup_logging(verbose: int, quiet: bool) -> None:
+    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    logging.basicConfig(level=level, format="streammat: %(levelname)s: %(message)s", stream=sys.stderr)
+    logging.captureWarnings(True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USAGE
+    _setup_logging(args.verbose, args.quiet)
+    try:
+        return int(args.func(args) or 0)
+    except Interrupted as exc:
+        print(f"streammat: {exc}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        print("streammat: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except ConfigError as exc:
+        print(f"streammat: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except StreammatError as exc:
+        print(f"streammat: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except BrokenPipeError:
+        return EXIT_ERROR
+    except Exception as exc:  # a bug: still one line, with a hint to get the traceback
+        logging.getLogger(__name__).debug("internal error", exc_info=True)
+        print(f"streammat: internal error: {type(exc).__name__}: {exc} (run with -vv for details)", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

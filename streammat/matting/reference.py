@@ -1,0 +1,51 @@
+"""The seed contract, exactly as rembg computes it: one ``rembg.remove`` per frame.
+
+This is the slow, exact path. It serves custom or unknown models that the batched fast
+path does not know, and it is the reference the fast path is tested against.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..frames import Batch, MattedBatch
+
+__all__ = ["RembgMatter", "remove_background"]
+
+
+class RembgMatter:
+    """Matter that calls ``rembg.remove(frame, session=..., only_mask=True)`` per valid frame."""
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+
+    def __call__(self, batch: Batch) -> MattedBatch:
+        from rembg import remove
+
+        images = batch.images.numpy()
+        alpha = np.zeros(images.shape[:3], dtype=np.uint8)
+        for i in range(batch.valid):
+            alpha[i] = np.asarray(remove(images[i], session=self.session, only_mask=True))
+        alpha[batch.valid :] = alpha[batch.valid - 1]
+        return MattedBatch(batch, torch.from_numpy(alpha))
+
+
+def remove_background(session: Any, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ComfyUI ``ImageRemoveBackground+`` contract, per image through PIL and rembg.
+
+    ``images`` is float ``(B,H,W,3)`` in 0..1; returns the foreground ``(B,H,W,3)``
+    (RGB premultiplied by the mask, rembg's naive cutout) and the mask ``(B,H,W)``,
+    both float in 0..1."""
+    from PIL import Image
+    from rembg import remove
+
+    fgs, masks = [], []
+    for img in images:
+        arr = np.clip(255.0 * img.detach().cpu().numpy(), 0, 255).astype(np.uint8)
+        out = np.asarray(remove(Image.fromarray(arr), session=session), dtype=np.float32) / 255.0
+        fgs.append(torch.from_numpy(out[..., :3].copy()))
+        masks.append(torch.from_numpy(out[..., 3].copy()))
+    return torch.stack(fgs), torch.stack(masks)

@@ -1,0 +1,115 @@
+"""Session registry: one rembg session per run, created through rembg's ``new_session``.
+
+A model is named by a rembg model name (``u2net``, ``isnet-general-use``, …), by one of
+streammat's built-in names (``selfie``, ``selfie-landscape``), or by a path to a custom
+ONNX file (loaded through rembg's ``u2net_custom`` session).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import warnings
+from pathlib import Path
+from collections.abc import Iterator
+from typing import Any
+
+from ..errors import ModelError
+from .providers import check_granted, providers_for
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "selfie"
+
+
+def _import_rembg() -> Any:
+    try:
+        import onnxruntime  # noqa: F401  (rembg exits the process without it)
+    except ImportError as exc:
+        raise ModelError(
+            "onnxruntime is not installed: pip install 'streammat[cpu]' (or 'streammat[gpu]')"
+        ) from exc
+    import rembg
+    import rembg.sessions
+
+    from ..models import selfie  # registers the built-in sessions with rembg
+
+    selfie.register()
+    return rembg
+
+
+def known_model_names() -> list[str]:
+    """Every model name ``create_session`` accepts (besides a path)."""
+    _import_rembg()
+    import rembg.sessions
+
+    return sorted(rembg.sessions.sessions_names_no_credentials)
+
+
+def session_options(threads: int | None = None) -> Any:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3  # onnxruntime's own provider-fallback chatter; we warn ourselves
+    return opts
+
+
+def create_session(model: str = DEFAULT_MODEL, *, device: str = "auto", threads: int | None = None) -> Any:
+    """Create the rembg session for ``model`` once. Raises ``ModelError`` with the known names."""
+    rembg = _import_rembg()
+    providers = providers_for(device)
+    opts = session_options(threads)
+    kwargs: dict[str, Any] = {"providers": providers, "sess_opts": opts}
+    path = Path(os.path.expanduser(model))
+    is_path = model.endswith(".onnx") or os.sep in model
+    if is_path:
+        if not path.is_file():
+            raise ModelError(f"{model}: no such model file")
+        name = "u2net_custom"
+        kwargs["model_path"] = str(path.resolve())
+    else:
+        name = model
+        names = known_model_names()
+        if name not in names:
+            raise ModelError(f"unknown model {model!r}; known models: {', '.join(names)}, or a path to an .onnx file")
+        from ..models import store
+
+        store.ensure_available(name)
+    try:
+        with warnings.catch_warnings(), _custom_home(path.resolve() if is_path else None):
+            warnings.simplefilter("ignore", RuntimeWarning)  # rembg's fallback warning; we log our own
+            session = rembg.new_session(name, **kwargs)
+    except ModelError:
+        raise
+    except Exception as exc:  # onnxruntime, pooch (download), file errors
+        raise ModelError(f"{model}: cannot create the session: {exc}".splitlines()[0]) from exc
+    granted = list(session.inner_session.get_providers())
+    check_granted(providers, granted, device=device)
+    log.info("model %s on %s", model, ", ".join(granted))
+    return session
+
+
+@contextlib.contextmanager
+def _custom_home(path: Path | None) -> Iterator[None]:
+    """rembg loads custom models only from inside its model home. For a file elsewhere,
+    point rembg's legacy home at the file's folder while the session is created (the
+    file is only read), then restore the environment."""
+    from rembg.sessions.base import BaseSession
+
+    homes = [os.path.abspath(BaseSession.rembg_home()), os.path.abspath(BaseSession.legacy_home())]
+    if path is None or any(str(path).startswith(h + os.sep) for h in homes):
+        yield
+        return
+    old = os.environ.get("U2NET_HOME")
+    os.environ["U2NET_HOME"] = str(path.parent)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("U2NET_HOME", None)
+        else:
+            os.environ["U2NET_HOME"] = old
