@@ -114,7 +114,8 @@ class Pipeline:
 
     def run(self) -> RunResult:
         t0 = time.monotonic()
-        info = self.source.open()
+        # A caller may open the source first to fail fast on bad input; reuse its info then.
+        info = getattr(self.source, "info", None) or self.source.open()
         result = RunResult(info=info)
         opened: list[Sink] = []
         try:
@@ -152,7 +153,6 @@ class Pipeline:
             interrupted = True
             self._stop.set()
         finally:
-            self._stop.set() if (interrupted or self._errors) else None
             self.source.close()  # unblocks a source waiting on a device or socket
             for t in threads:
                 t.join(timeout=_JOIN_TIMEOUT)

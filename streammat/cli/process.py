@@ -1,0 +1,135 @@
+"""``streammat process INPUT -o OUTPUT`` — matte a video file (or a ZeroMQ stream)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import logging
+import signal
+from typing import Any
+
+from ..config import ProcessConfig, load_config
+from ..errors import ConfigError
+from ..pipeline import Pipeline
+from ..sources import open_source
+from ._progress import ProgressBar
+
+log = logging.getLogger(__name__)
+
+
+def _has(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "process",
+        help="matte a video file into alpha video, a matte or a composite",
+        description="Matte INPUT (a video file, or zmq+tcp://HOST:PORT for a ZeroMQ frame stream). "
+        "The output kind follows OUTPUT's name: .mov ProRes 4444, .webm VP9 alpha, .mkv FFV1, "
+        "a folder or pattern%%05d.png a PNG sequence.",
+    )
+    p.add_argument("input", help="video file, or zmq+tcp://HOST:PORT / zmq+ipc://PATH")
+    p.add_argument("-o", "--output", help="output file, folder or PNG pattern")
+    p.add_argument("--config", help="YAML settings file (see configs/default.yaml)")
+    p.add_argument("--model", help="model name (default: selfie) or path to an .onnx file")
+    p.add_argument("--batch-size", type=int, help="frames per model call (default: 8)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda", "tensorrt"), help="where the model runs")
+    p.add_argument("--format", help="output format, overriding the name: prores, vp9, ffv1, png")
+    p.add_argument("--codec", help="encoder override, e.g. prores (faster ProRes 4444 encoder)")
+    p.add_argument("--background", help="composite onto COLOR (name, #rrggbb), an IMAGE file, or 'blur' (.mp4)")
+    p.add_argument("--matte", action="store_true", default=None, help="write the alpha matte as grayscale video")
+    p.add_argument("--threads", type=int, help="model threads (default: planned from the CPU cores)")
+    p.add_argument("--exact", action="store_true", help="use rembg's exact per-frame path (slow)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    if _has("streammat.cli._publish"):
+        from ._publish import add_publish_arguments
+
+        add_publish_arguments(p)
+    p.set_defaults(func=run)
+
+
+def settings(args: argparse.Namespace) -> ProcessConfig:
+    cfg = load_config(args.config)
+    return cfg.replace(
+        model=args.model,
+        device=args.device,
+        batch_size=args.batch_size,
+        format=args.format,
+        codec=args.codec,
+        background=args.background,
+        matte=args.matte,
+        threads=args.threads,
+        fast=False if args.exact else None,
+    )
+
+
+def build_sinks(args: argparse.Namespace, cfg: ProcessConfig) -> list[Any]:
+    sinks: list[Any] = []
+    if args.output:
+        from ..sinks import create_sink
+
+        sinks.append(
+            create_sink(args.output, format=cfg.format, matte=cfg.matte, background=cfg.background, codec=cfg.codec)
+        )
+    if getattr(args, "publish", None):
+        from ._publish import publish_sinks
+
+        sinks.extend(publish_sinks(args))
+    if not sinks:
+        raise ConfigError("nothing to write: give -o OUTPUT and/or --publish URL")
+    return sinks
+
+
+def build_matter(cfg: ProcessConfig) -> Any:
+    from ..matting.sessions import create_session
+
+    threads = cfg.threads
+    if threads is None and _has("streammat.matting.threads"):
+        from ..matting.threads import plan_threads
+
+        threads = plan_threads().onnx_intra
+    session = create_session(cfg.model, device=cfg.device, threads=threads)
+    if _has("streammat.matting.batched"):
+        from ..matting import create_matter
+
+        return create_matter(session, fast=cfg.fast, device=cfg.device)
+    from ..matting.reference import RembgMatter
+
+    return RembgMatter(session)
+
+
+def _sigterm_as_interrupt() -> None:
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (embedded use)
+        pass
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = settings(args)
+    _sigterm_as_interrupt()
+    sinks = build_sinks(args, cfg)  # validates the output before any work
+    source = open_source(args.input)
+    info = source.open()  # fail fast on a bad input, before loading the model
+    try:
+        matter = build_matter(cfg)
+    except BaseException:
+        source.close()
+        raise
+    bar = ProgressBar(enabled=False if args.no_progress else None)
+    pipeline = Pipeline(source, matter, sinks, batch_size=cfg.batch_size, queue_depth=cfg.queue_depth, on_progress=bar)
+    try:
+        result = pipeline.run()
+    finally:
+        bar.finish()
+    stats = result.source_stats
+    outputs = ", ".join(s.description for s in sinks)
+    print(f"{info.name}: {result.frames_out} frames in {result.elapsed:.1f} s ({result.fps:.1f} fps) -> {outputs}")
+    if stats.get("skipped"):
+        print(f"warning: {info.name}: skipped {stats['skipped']} corrupt packets; their frames are missing")
+        return 3
+    return 0

@@ -1,0 +1,75 @@
+"""Typed configuration: frozen dataclasses loaded from ``configs/*.yaml``.
+
+Command-line options override file values; unknown keys are an error (a typo in a
+config file must not be silently ignored).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .errors import ConfigError
+
+__all__ = ["ProcessConfig", "load_config"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProcessConfig:
+    """Settings of ``streammat process`` (and the library's defaults)."""
+
+    model: str = "selfie"
+    device: str = "auto"
+    batch_size: int = 8
+    queue_depth: int = 2
+    #: False selects rembg's exact per-frame path instead of the batched fast path
+    fast: bool = True
+    #: alpha video codec override (e.g. "prores" for the faster ProRes encoder)
+    codec: str | None = None
+    format: str | None = None
+    background: str | None = None
+    matte: bool = False
+    #: onnxruntime intra-op threads; None plans them from the core count
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.batch_size > 256:
+            raise ConfigError(f"batch_size must be between 1 and 256, got {self.batch_size}")
+        if self.queue_depth < 1:
+            raise ConfigError(f"queue_depth must be at least 1, got {self.queue_depth}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"threads must be at least 1, got {self.threads}")
+
+    def replace(self, **changes: Any) -> ProcessConfig:
+        """A copy with ``changes`` applied; None values leave a field as it is."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def load_config(path: str | Path | None, cls: type[T] = ProcessConfig) -> T:  # type: ignore[assignment]
+    """Load ``cls`` from a YAML file (its top-level mapping, or its ``process:`` section)."""
+    if path is None:
+        return cls()
+    import yaml
+
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read config ({exc.strerror or exc})") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: invalid YAML ({str(exc).splitlines()[0]})") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a mapping of settings")
+    section = data.get("process", data) if cls is ProcessConfig else data
+    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(section) - known)
+    if unknown:
+        raise ConfigError(f"{p}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    try:
+        return cls(**section)
+    except TypeError as exc:
+        raise ConfigError(f"{p}: {exc}") from exc

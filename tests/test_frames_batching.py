@@ -1,0 +1,67 @@
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+
+from streammat.batching import Batcher
+from streammat.frames import Batch, Frame, MattedBatch, StreamInfo
+
+TB = Fraction(1, 25)
+
+
+def frame(i: int, h: int = 4, w: int = 6) -> Frame:
+    return Frame(np.full((h, w, 3), i, np.uint8), pts=i * 2, time_base=TB, index=i)
+
+
+def test_frame_rejects_wrong_shape_with_clear_message():
+    with pytest.raises(ValueError, match=r"expected \(H,W,3\) uint8, got \(4, 6\)"):
+        Frame(np.zeros((4, 6), np.uint8), 0, TB, 0)
+    with pytest.raises(ValueError, match="float32"):
+        Frame(np.zeros((4, 6, 3), np.float32), 0, TB, 0)
+
+
+def test_batch_checks_valid_and_lengths():
+    x = torch.zeros(2, 4, 6, 3, dtype=torch.uint8)
+    with pytest.raises(ValueError, match="valid"):
+        Batch(x, (0, 1), TB, (0, 1), valid=3)
+    with pytest.raises(ValueError, match="2 pts"):
+        Batch(x, (0,), TB, (0, 1), valid=1)
+
+
+def test_stream_info_rejects_float_time_base():
+    with pytest.raises(ValueError, match="Fraction"):
+        StreamInfo(width=4, height=4, time_base=0.04)  # type: ignore[arg-type]
+
+
+def test_batcher_makes_fixed_size_batches_and_pads_the_tail():
+    b = Batcher(4)
+    out = [batch for i in range(10) for batch in b.add(frame(i))]
+    last = b.flush()
+    assert [x.valid for x in out] == [4, 4] and last is not None and last.valid == 2
+    assert all(x.images.shape == (4, 4, 6, 3) for x in [*out, last])
+    assert last.pts == (16, 18, 18, 18) and last.indices == (8, 9, 9, 9)
+    # padding repeats the last real frame
+    assert torch.equal(last.images[3], last.images[1]) and int(last.images[1, 0, 0, 0]) == 9
+    assert b.flush() is None
+
+
+def test_batcher_flushes_on_size_change():
+    b = Batcher(4)
+    assert b.add(frame(0)) == [] and b.add(frame(1)) == []
+    out = b.add(frame(2, h=8))
+    assert len(out) == 1 and out[0].valid == 2 and out[0].height == 4
+    assert len(b) == 1
+
+
+def test_matted_batch_foreground_matches_pil_composite():
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (1, 5, 7, 3), dtype=np.uint8)
+    a = rng.integers(0, 256, (1, 5, 7), dtype=np.uint8)
+    mb = MattedBatch(Batch(torch.from_numpy(img), (0,), TB, (0,), 1), torch.from_numpy(a))
+    ref = np.asarray(Image.composite(Image.fromarray(img[0]), Image.new("RGBA", (7, 5), 0), Image.fromarray(a[0])))
+    assert np.array_equal(mb.foreground()[0].numpy(), ref[..., :3])
+    assert np.array_equal(mb.rgba()[0, ..., 3].numpy(), a[0])
+    assert np.array_equal(mb.rgba()[0, ..., :3].numpy(), img[0])  # straight alpha keeps the colour

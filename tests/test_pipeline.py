@@ -1,0 +1,103 @@
+import threading
+import time
+
+import pytest
+import torch
+
+from streammat.errors import InputError, Interrupted, OutputError
+from streammat.frames import MattedBatch
+from streammat.pipeline import Pipeline
+from streammat.testing import CollectingSink, ListSource
+
+
+def half_alpha(batch):
+    return MattedBatch(batch, torch.full(batch.images.shape[:3], 128, dtype=torch.uint8))
+
+
+def test_every_frame_arrives_in_order_with_its_pts():
+    sink = CollectingSink()
+    result = Pipeline(ListSource(21, step=3), half_alpha, [sink], batch_size=4).run()
+    assert result.complete and result.frames_in == result.frames_out == 21
+    assert sink.pts == [i * 3 for i in range(21)]
+    assert sink.closed_with == [True]
+    assert all(int(a[0, 0]) == 128 for a in sink.alpha)
+    assert [int(x[0, 0, 0]) for x in sink.rgb] == list(range(21))
+
+
+def test_source_error_reaches_caller_and_sinks_finalize_as_partial():
+    sink = CollectingSink()
+    with pytest.raises(InputError, match="frame 10 is broken"):
+        Pipeline(ListSource(50, fail_at=10), half_alpha, [sink], batch_size=4).run()
+    assert sink.closed_with == [False]
+    assert sink.pts == list(range(len(sink.pts))) and len(sink.pts) <= 10
+
+
+def test_matting_error_stops_every_stage_promptly():
+    def broken(batch):
+        raise RuntimeError("model exploded")
+
+    src = ListSource(10_000)
+    t = time.monotonic()
+    with pytest.raises(RuntimeError, match="model exploded"):
+        Pipeline(src, broken, [CollectingSink()], batch_size=2).run()
+    assert time.monotonic() - t < 5 and src.closed
+
+
+def test_sink_error_stops_a_blocking_source():
+    sink = CollectingSink(fail_at=5)
+    with pytest.raises(OutputError, match="disk full"):
+        Pipeline(ListSource(10_000), half_alpha, [sink], batch_size=2).run()
+    assert sink.closed_with == [False]
+
+
+def test_stop_from_another_thread_gives_a_partial_result():
+    sink = CollectingSink(delay=0.01)
+    p = Pipeline(ListSource(10_000), half_alpha, [sink], batch_size=2)
+    threading.Timer(0.3, p.stop).start()
+    result = p.run()
+    assert not result.complete and 0 < result.frames_out < 10_000
+    assert sink.closed_with == [False]
+
+
+def test_keyboard_interrupt_in_the_caller_finalizes_partial(monkeypatch):
+    sink = CollectingSink(delay=0.01)
+    p = Pipeline(ListSource(10_000), half_alpha, [sink], batch_size=2)
+    real_join = threading.Thread.join
+    calls = {"n": 0}
+
+    def join(self, timeout=None):  # the caller's wait is where Ctrl-C lands
+        calls["n"] += 1
+        if calls["n"] == 20 and threading.current_thread() is threading.main_thread():
+            raise KeyboardInterrupt
+        return real_join(self, timeout)
+
+    monkeypatch.setattr(threading.Thread, "join", join)
+    with pytest.raises(Interrupted):
+        p.run()
+    assert sink.closed_with == [False]
+
+
+def test_latest_policy_drops_old_frames_instead_of_queueing():
+    src = ListSource(120, delay=0.002, backpressure="latest")
+
+    def slow(batch):
+        time.sleep(0.03)
+        return half_alpha(batch)
+
+    sink = CollectingSink()
+    result = Pipeline(src, slow, [sink], batch_size=1, flush_after=0.0).run()
+    assert result.source_stats["dropped"] > 0
+    assert result.frames_out + result.source_stats["dropped"] >= 100
+    assert sink.pts == sorted(sink.pts)
+
+
+def test_partial_batch_is_flushed_on_deadline():
+    src = ListSource(3, delay=0.2)
+    seen = []
+
+    def record(batch):
+        seen.append((batch.valid, time.monotonic()))
+        return half_alpha(batch)
+
+    Pipeline(src, record, [CollectingSink()], batch_size=8, flush_after=0.05).run()
+    assert sum(v for v, _ in seen) == 3 and len(seen) >= 2  # did not wait for 8 frames
