@@ -146,13 +146,33 @@ class FileSource:
                 pending = None
         if self._closed.is_set():
             return
-        stated = self.info.frames
         if self._stats["repaired_pts"]:
             log.warning("%s: repaired %d non-increasing timestamps", self.path, self._stats["repaired_pts"])
         if self._stats["skipped"]:
             log.warning("%s: skipped %d corrupt packets", self.path, self._stats["skipped"])
-        if stated and self._stream is not None and self._stream.frames and index < stated * _TRUNCATION_SLACK:
-            raise InputError(f"{self.path}: truncated or corrupt: decoded {index} of {stated} frames")
+        if self._stream is not None and self._stream.frames and index < self._stream.frames * _TRUNCATION_SLACK:
+            raise InputError(f"{self.path}: truncated or corrupt: decoded {index} of {self._stream.frames} frames")
+        missing = self._missing_seconds(last_pts)
+        if missing is not None:
+            raise InputError(f"{self.path}: truncated or corrupt: video stops {missing:.1f} s before its stated end")
+
+    def _missing_seconds(self, last_pts: int | None) -> float | None:
+        """Seconds of video missing at the end when the container states a longer duration
+        (containers like Matroska state no frame count). None when nothing is missing."""
+        stream, container, info = self._stream, self._container, self.info
+        if stream is None or container is None or info is None or last_pts is None:
+            return None
+        frame = float(1 / info.rate) if info.rate else 0.04
+        end = float((last_pts - (stream.start_time or 0)) * info.time_base) + frame
+        if stream.duration:
+            expected, slack = float(stream.duration * stream.time_base), max(0.5, 3 * frame)
+        elif container.duration:
+            # the container's duration covers audio too, which may outlast the video a little
+            expected = container.duration / av.time_base
+            slack = max(1.0, 3 * frame, 0.1 * expected)
+        else:
+            return None
+        return expected - end if expected - end > slack else None
 
     def _decode(self) -> Iterator[av.VideoFrame]:
         assert self._container is not None and self._stream is not None
