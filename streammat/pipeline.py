@@ -68,11 +68,9 @@ class _LatestQueue(queue.Queue):
 
     def put(self, item: object, block: bool = True, timeout: float | None = None) -> None:
         with self.mutex:
-            if self._qsize() and item is not _EOS:
+            if self._qsize() and item is not _EOS:  # the end of stream keeps the waiting item
                 self.queue.clear()
                 self.dropped += 1
-            elif self._qsize():
-                self.queue.clear()
             self._put(item)
             self.unfinished_tasks += 1
             self.not_empty.notify()
@@ -131,7 +129,10 @@ class Pipeline:
         frames_q: queue.Queue = (
             _LatestQueue() if self.source.backpressure == "latest" else queue.Queue(self.batch_size * 2)
         )
-        batches_q: queue.Queue = queue.Queue(self.queue_depth)
+        # live: the matter always takes the newest batch, so latency stays one inference
+        batches_q: queue.Queue = (
+            _LatestQueue() if self.source.backpressure == "latest" else queue.Queue(self.queue_depth)
+        )
         matted_q: queue.Queue = queue.Queue(self.queue_depth)
         busy = {"decode": 0.0, "matting": 0.0, "encode": 0.0}
         threads = [
@@ -149,6 +150,8 @@ class Pipeline:
                     t.join(timeout=_POLL)
                 if self._errors:
                     self._stop.set()
+                if self._stop.is_set():
+                    self.source.close()  # a live source may be waiting for a lost camera
         except KeyboardInterrupt:
             interrupted = True
             self._stop.set()
@@ -164,7 +167,8 @@ class Pipeline:
             result.busy = busy
             result.source_stats = dict(self.source.stats)
             if isinstance(frames_q, _LatestQueue):
-                result.source_stats["dropped"] = result.source_stats.get("dropped", 0) + frames_q.dropped
+                dropped = frames_q.dropped + getattr(batches_q, "dropped", 0)
+                result.source_stats["dropped"] = result.source_stats.get("dropped", 0) + dropped
         if interrupted:
             raise Interrupted(f"stopped by the user after {result.frames_out} frames")
         if self._errors:

@@ -44,3 +44,31 @@ def cli_env(tiny_home: Path) -> dict[str, str]:
 
 
 PYTHON = sys.executable
+
+
+# -- the built-in selfie models (issue 3) -------------------------------------------------
+@pytest.fixture(scope="session")
+def selfie_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A rembg model home holding both selfie models, pulled once per test session the way
+    users get them (``store.pull`` -> pip download of the pinned mediapipe wheel). A failed
+    pull fails the tests that need it. The pull's scratch folder is checked by the tests."""
+    import tempfile
+
+    from streammat.models import store
+
+    home = tmp_path_factory.mktemp("selfie-home")
+    scratch = tmp_path_factory.mktemp("selfie-pull-scratch")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("REMBG_HOME", str(home))
+        mp.delenv("U2NET_HOME", raising=False)
+        mp.setattr(tempfile, "tempdir", str(scratch))  # where the wheel goes while pulling
+        store.pull("selfie")
+    return home
+
+
+@pytest.fixture
+def selfie_env(selfie_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """REMBG_HOME pointed at ``selfie_home`` for one test."""
+    monkeypatch.setenv("REMBG_HOME", str(selfie_home))
+    monkeypatch.delenv("U2NET_HOME", raising=False)
+    return selfie_home

@@ -15,7 +15,7 @@ import sys
 from ..errors import ConfigError, Interrupted, StreammatError
 
 # sub-command modules, in the order `streammat --help` lists them
-_COMMANDS = ("process", "models", "sample")
+_COMMANDS = ("process", "live", "models", "sample", "subscribe", "keys")
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -35,12 +35,27 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         module.add_parser(sub)
+    for command in sub.choices.values():  # -v/-q also after the sub-command, as users type them
+        command.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more logging")
+        command.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="only errors")
     return parser
+
+
+class _Formatter(logging.Formatter):
+    """``streammat: warning: message`` — the shape of the CLI's own error lines."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = f"streammat: {record.levelname.lower()}: {record.getMessage()}"
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return text
 
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
     level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
-    logging.basicConfig(level=level, format="streammat: %(levelname)s: %(message)s", stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter())
+    logging.basicConfig(level=level, handlers=[handler], force=True)
     logging.captureWarnings(True)
 
 

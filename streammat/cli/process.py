@@ -88,7 +88,9 @@ def build_matter(cfg: ProcessConfig) -> Any:
     if threads is None and _has("streammat.matting.threads"):
         from ..matting.threads import plan_threads
 
-        threads = plan_threads().onnx_intra
+        plan = plan_threads()
+        plan.apply()
+        threads = plan.onnx_intra_op
     session = create_session(cfg.model, device=cfg.device, threads=threads)
     if _has("streammat.matting.batched"):
         from ..matting import create_matter
@@ -126,10 +128,6 @@ def run(args: argparse.Namespace) -> int:
         result = pipeline.run()
     finally:
         bar.finish()
-    stats = result.source_stats
     outputs = ", ".join(s.description for s in sinks)
     print(f"{info.name}: {result.frames_out} frames in {result.elapsed:.1f} s ({result.fps:.1f} fps) -> {outputs}")
-    if stats.get("skipped"):
-        print(f"warning: {info.name}: skipped {stats['skipped']} corrupt packets; their frames are missing")
-        return 3
     return 0

@@ -3,9 +3,10 @@
 Backpressure "block": a slow consumer slows decoding and nothing is lost. Each frame
 keeps its own pts (variable frame rate stays variable). Frames are converted to RGB24
 whatever the input (10-bit, 4:4:4, odd sizes) and turned upright per the rotation
-metadata. Corrupt packets are skipped and counted, up to ``max_consecutive_errors``
-in a row; a file that ends before its stated frame count raises ``InputError`` after
-the frames that could be decoded were delivered.
+metadata. Corrupt packets are skipped and counted (at most ``max_consecutive_errors`` in
+a row). Frames are never lost silently: a file with skipped packets, or one that ends
+before its stated length, raises ``InputError`` after every decodable frame was delivered,
+so the pipeline finalizes its outputs as partial.
 """
 
 from __future__ import annotations
@@ -149,7 +150,9 @@ class FileSource:
         if self._stats["repaired_pts"]:
             log.warning("%s: repaired %d non-increasing timestamps", self.path, self._stats["repaired_pts"])
         if self._stats["skipped"]:
-            log.warning("%s: skipped %d corrupt packets", self.path, self._stats["skipped"])
+            n = self._stats["skipped"]
+            raise InputError(f"{self.path}: corrupt data: skipped {n} undecodable packet{'s' * (n > 1)}, "
+                             "their frames are missing")
         if self._stream is not None and self._stream.frames and index < self._stream.frames * _TRUNCATION_SLACK:
             raise InputError(f"{self.path}: truncated or corrupt: decoded {index} of {self._stream.frames} frames")
         missing = self._missing_seconds(last_pts)
@@ -164,8 +167,14 @@ class FileSource:
             return None
         frame = float(1 / info.rate) if info.rate else 0.04
         end = float((last_pts - (stream.start_time or 0)) * info.time_base) + frame
+        tight = max(0.5, 3 * frame)
+        tagged = _parse_clock(stream.metadata.get("DURATION"))  # Matroska's per-stream tag
         if stream.duration:
-            expected, slack = float(stream.duration * stream.time_base), max(0.5, 3 * frame)
+            expected, slack = float(stream.duration * stream.time_base), tight
+        elif tagged is not None:
+            expected, slack = tagged, tight
+        elif container.duration and len(container.streams) == 1:
+            expected, slack = container.duration / av.time_base, tight
         elif container.duration:
             # the container's duration covers audio too, which may outlast the video a little
             expected = container.duration / av.time_base
@@ -195,7 +204,7 @@ class FileSource:
                 raise InputError(f"{self.path}: read error ({exc})") from exc
             try:
                 frames = packet.decode()
-            except (av.error.InvalidDataError, av.error.ValueError, av.error.UndefinedError) as exc:
+            except (av.error.FFmpegError, ValueError) as exc:  # a corrupt packet: skip, count
                 self._stats["skipped"] += 1
                 consecutive += 1
                 log.debug("%s: skipped a corrupt packet at pts %s: %s", self.path, packet.pts, exc)
@@ -204,8 +213,6 @@ class FileSource:
                         f"{self.path}: corrupt data: {consecutive} packets in a row failed to decode"
                     ) from exc
                 continue
-            except av.error.FFmpegError as exc:
-                raise InputError(f"{self.path}: decoder error ({_reason(exc)})") from exc
             consecutive = 0
             yield from frames
 
@@ -234,6 +241,17 @@ def _estimate_frames(stream: av.video.stream.VideoStream, container: av.containe
     if container.duration and rate:
         return max(1, round(container.duration / av.time_base * float(rate)))
     return None
+
+
+def _parse_clock(text: str | None) -> float | None:
+    """``"00:00:04.000000000"`` → 4.0; None when absent or malformed."""
+    if not text:
+        return None
+    try:
+        h, m, sec = text.split(":")
+        return int(h) * 3600 + int(m) * 60 + float(sec)
+    except ValueError:
+        return None
 
 
 def _describe_streams(container: av.container.InputContainer) -> str:
