@@ -218,7 +218,9 @@ class FileSource:
 
 
 def _to_rgb(vf: av.VideoFrame) -> np.ndarray:
-    rgb = vf.to_ndarray(format="rgb24")
+    # One swscale thread: ~10x faster than the default here (thread start-up per call), and
+    # ffmpeg 8.1's threaded conversions to/from high bit depths were seen to corrupt pixels.
+    rgb = vf.to_ndarray(format="rgb24", threads=1)
     turns = _quarter_turns(vf)
     if turns:
         rgb = np.ascontiguousarray(np.rot90(rgb, k=turns))
