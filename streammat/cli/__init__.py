@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from ..errors import ConfigError, Interrupted, StreammatError
@@ -88,5 +89,17 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
 
 
+def entry() -> None:
+    """Console entry point: ``main()``, then exit at once.
+
+    Every output is finalized before ``main`` returns. Interpreter teardown of torch,
+    onnxruntime and numba takes 1.5-3 s here, which would make Ctrl-C feel slow, so the
+    process exits without it once the streams are flushed."""
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    entry()

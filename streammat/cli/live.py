@@ -1,0 +1,272 @@
+"""``streammat live`` — webcam background removal with low latency.
+
+The camera (``--camera 0|/dev/videoN|rtsp://…|FILE``) is read by ``CameraSource``
+(newest-frame policy, watchdog + reconnect), matted one frame at a time, smoothed by
+``TemporalMatter``, and sent to any combination of ``--publish URL``, ``--preview``,
+``-o FILE`` (alpha video) and ``--virtual-camera``. A summary (frames, fps, dropped,
+p50/p95 capture→output latency, camera outages) is printed at the end, also after Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import logging
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, OutputError
+from ..pipeline import Pipeline, Progress
+
+log = logging.getLogger(__name__)
+
+_MAX_SAMPLES = 200_000  # latency samples kept for the summary (~2 h at 30 fps)
+
+
+def _has(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "live",
+        help="remove the background of a webcam live (preview, publish, record, virtual camera)",
+        description="Matte a live camera with low latency. Outputs combine: --preview, --publish URL, "
+        "-o FILE (alpha video), --virtual-camera. A video file given as --camera plays in real time.",
+    )
+    src = p.add_argument_group("camera")
+    src.add_argument(
+        "--camera",
+        default="0",
+        help="camera index (0), /dev/videoN, rtsp://… URL, or a video file (default 0)",
+    )
+    src.add_argument("--width", type=int, help="requested capture width")
+    src.add_argument("--height", type=int, help="requested capture height")
+    src.add_argument("--fps", type=float, help="requested capture frame rate")
+    src.add_argument("--loop", action="store_true", help="replay a file camera from the start at its end")
+    src.add_argument(
+        "--watchdog",
+        type=float,
+        default=2.0,
+        help="seconds without a new frame before the camera counts as lost",
+    )
+    src.add_argument("--no-reconnect", action="store_true", help="end the run when the camera is lost")
+    src.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+    src.add_argument("--frames", type=int, metavar="N", help="stop after the camera delivered N frames")
+
+    out = p.add_argument_group("outputs")
+    out.add_argument("-o", "--output", help="record alpha video (.mov, .webm, .mkv; .mp4 gets --background)")
+    out.add_argument("--format", help="recording format, overriding the name: prores, vp9, ffv1, png")
+    out.add_argument("--codec", help="recording encoder override")
+    out.add_argument("--preview", action="store_true", help="show a window with fps and latency")
+    out.add_argument(
+        "--virtual-camera",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="DEVICE",
+        help="send the composite to a virtual webcam (pip install 'streammat[virtualcam]')",
+    )
+    out.add_argument(
+        "--background",
+        help="background of the preview/virtual camera: COLOR (name, #rrggbb), IMAGE file, or blur",
+    )
+
+    mat = p.add_argument_group("matting")
+    mat.add_argument("--model", default="selfie", help="model name or .onnx path (default: selfie)")
+    mat.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "tensorrt"))
+    mat.add_argument("--threads", type=int, help="model threads (default: planned from the CPU cores)")
+    mat.add_argument("--exact", action="store_true", help="rembg's exact per-frame path (slow)")
+    mat.add_argument("--batch-size", type=int, default=1, help="frames per model call (default 1: lowest latency)")
+    mat.add_argument(
+        "--flush-after", type=float, default=0.02, metavar="S", help="send a partial batch after S seconds"
+    )
+    mat.add_argument("--smoothing", type=float, default=0.5, help="temporal EMA of the mask, 0..<1 (default 0.5)")
+    mat.add_argument("--threshold", type=float, help="binarize the mask at this level (0..1)")
+    mat.add_argument("--feather", type=int, default=0, metavar="PX", help="soften mask edges by PX pixels")
+    mat.add_argument(
+        "--every", type=int, default=1, metavar="N", help="compute the mask every N frames, reuse it between"
+    )
+    if _has("streammat.cli._publish"):
+        from ._publish import add_publish_arguments
+
+        add_publish_arguments(p)
+    p.set_defaults(func=run)
+
+
+# -- building blocks -----------------------------------------------------------------
+def _check_settings(args: argparse.Namespace) -> None:
+    if args.batch_size < 1:
+        raise ConfigError("--batch-size must be >= 1")
+    if not 0.0 <= args.smoothing < 1.0:
+        raise ConfigError("--smoothing must be in [0, 1)")
+    if args.threshold is not None and not 0.0 < args.threshold < 1.0:
+        raise ConfigError("--threshold must be between 0 and 1")
+    if args.feather < 0 or args.every < 1:
+        raise ConfigError("--feather must be >= 0 and --every >= 1")
+    if args.watchdog <= 0:
+        raise ConfigError("--watchdog must be > 0")
+    if args.frames is not None and args.frames < 1 or args.duration is not None and args.duration <= 0:
+        raise ConfigError("--frames and --duration must be positive")
+
+
+def build_sinks(args: argparse.Namespace, stop: Any) -> list[Any]:
+    """The sinks the options ask for; validated before the camera or model is opened."""
+    sinks: list[Any] = []
+    others = bool(args.output or getattr(args, "publish", None) or args.virtual_camera is not None)
+    if args.preview:
+        from ..sinks.preview import PreviewSink, preview_unavailable
+
+        reason = preview_unavailable()
+        if reason is None:
+            sinks.append(PreviewSink(f"streammat: {args.camera}", background=args.background, on_quit=stop))
+        elif others:
+            print(f"streammat: warning: no preview: {reason}", file=sys.stderr)
+        else:
+            raise OutputError(f"--preview: {reason}")
+    if args.output:
+        from ..sinks import create_sink
+
+        background = args.background if Path(args.output).suffix.lower() == ".mp4" else None
+        sinks.append(create_sink(args.output, format=args.format, background=background, codec=args.codec))
+    if getattr(args, "publish", None):
+        from ._publish import publish_sinks
+
+        sinks.extend(publish_sinks(args))
+    if args.virtual_camera is not None:
+        from ..sinks.virtual_camera import INSTALL_HINT, VirtualCameraSink
+
+        if not _has("pyvirtualcam"):
+            raise OutputError(INSTALL_HINT)
+        sinks.append(
+            VirtualCameraSink(background=args.background or "blur", device=args.virtual_camera or None, fps=args.fps)
+        )
+    if not sinks:
+        raise ConfigError("nothing to do: give --preview, -o FILE, --publish URL and/or --virtual-camera")
+    return sinks
+
+
+def build_matter(args: argparse.Namespace) -> Any:
+    from ..matting.sessions import create_session
+    from ..matting.temporal import TemporalMatter
+
+    threads = args.threads
+    if threads is None and _has("streammat.matting.threads"):
+        from ..matting.threads import plan_threads
+
+        plan = plan_threads()
+        plan.apply()
+        threads = plan.onnx_intra_op
+    session = create_session(args.model, device=args.device, threads=threads)
+    if _has("streammat.matting.batched"):
+        from ..matting import create_matter
+
+        inner = create_matter(session, fast=not args.exact, device=args.device)
+    else:
+        from ..matting.reference import RembgMatter
+
+        inner = RembgMatter(session)
+    return TemporalMatter(
+        inner, smoothing=args.smoothing, threshold=args.threshold, feather=args.feather, every=args.every
+    )
+
+
+class LatencyMeter:
+    """Progress callback: per-frame capture→output latency samples and limit checks."""
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+        self.frames = 0
+        self.elapsed = 0.0
+        self._lock = threading.Lock()
+
+    def __call__(self, p: Progress) -> None:
+        with self._lock:
+            self.frames, self.elapsed = p.frames, p.elapsed
+            if p.latency is not None and len(self.samples) < _MAX_SAMPLES:
+                self.samples.append(p.latency)
+
+    def percentile(self, q: float) -> float | None:
+        with self._lock:
+            data = sorted(self.samples)
+        if not data:
+            return None
+        k = min(len(data) - 1, max(0, round(q / 100 * (len(data) - 1))))
+        return data[k]
+
+
+def summary(meter: LatencyMeter, stats: dict[str, int], elapsed: float, name: str) -> str:
+    fps = meter.frames / elapsed if elapsed > 0 else 0.0
+    p50, p95 = meter.percentile(50), meter.percentile(95)
+    lat = f"latency p50 {1000 * p50:.0f} ms, p95 {1000 * p95:.0f} ms" if p50 is not None else "latency n/a"
+    line = f"{name}: {meter.frames} frames in {elapsed:.1f} s ({fps:.1f} fps), dropped {stats.get('dropped', 0)}, {lat}"
+    if stats.get("lost"):
+        line += f"; camera lost {stats['lost']}x, reconnected {stats.get('reconnects', 0)}x"
+    return line
+
+
+def _sigterm_as_interrupt() -> None:
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (embedded use)
+        pass
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..sources.camera import CameraSource
+
+    _check_settings(args)
+    _sigterm_as_interrupt()
+    pipeline_box: list[Pipeline] = []
+    sinks = build_sinks(args, stop=lambda: pipeline_box[0].stop() if pipeline_box else None)
+    source = CameraSource(
+        args.camera,
+        width=args.width,
+        height=args.height,
+        fps=args.fps,
+        watchdog=args.watchdog,
+        reconnect=not args.no_reconnect,
+        loop=args.loop,
+        max_frames=args.frames,
+        max_seconds=args.duration,
+    )
+    info = source.open()  # fail fast on a missing camera, before loading the model
+    try:
+        matter = build_matter(args)
+    except BaseException:
+        source.close()
+        raise
+    meter = LatencyMeter()
+    pipeline = Pipeline(
+        source,
+        matter,
+        sinks,
+        batch_size=args.batch_size,
+        queue_depth=1,
+        flush_after=args.flush_after if args.batch_size > 1 else None,
+        on_progress=meter,
+    )
+    pipeline_box.append(pipeline)
+    t0 = time.monotonic()
+    stats: dict[str, int] = {}
+    try:
+        result = pipeline.run()
+        stats = result.source_stats
+    finally:
+        if not stats:
+            stats = dict(source.stats)
+        if not args.quiet:
+            print(summary(meter, stats, time.monotonic() - t0, info.name), file=sys.stderr)
+            outputs = ", ".join(s.description for s in sinks)
+            print(f"outputs: {outputs}", file=sys.stderr)
+    return 0

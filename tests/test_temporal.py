@@ -1,0 +1,132 @@
+"""TemporalMatter: EMA math, threshold, feather, every-N reuse, resets."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import pytest
+import torch
+
+from streammat.frames import Batch, MattedBatch
+from streammat.matting.temporal import TemporalMatter
+
+TB = Fraction(1, 1000)
+
+
+class ScriptedMatter:
+    """Returns the next alpha value(s) from a script, one constant mask per valid frame."""
+
+    def __init__(self, values: list[int]) -> None:
+        self.values = list(values)
+        self.calls: list[int] = []  # batch sizes seen
+
+    def __call__(self, batch: Batch) -> MattedBatch:
+        self.calls.append(batch.valid)
+        alpha = torch.empty(batch.images.shape[:3], dtype=torch.uint8)
+        for i in range(batch.size):
+            alpha[i] = self.values.pop(0) if i < batch.valid else alpha[batch.valid - 1]
+        return MattedBatch(batch, alpha)
+
+
+def make_batch(pts: list[int], h: int = 6, w: int = 8, size: int | None = None) -> Batch:
+    size = size or len(pts)
+    pad = size - len(pts)
+    all_pts = tuple(pts) + (pts[-1],) * pad
+    return Batch(
+        images=torch.zeros((size, h, w, 3), dtype=torch.uint8),
+        pts=all_pts,
+        time_base=TB,
+        indices=tuple(range(size)),
+        valid=len(pts),
+    )
+
+
+def test_off_is_identity():
+    inner = ScriptedMatter([10, 200, 30])
+    tm = TemporalMatter(inner)
+    out = [tm(make_batch([i * 33])).alpha[0, 0, 0].item() for i in range(3)]
+    assert out == [10, 200, 30]
+
+
+def test_ema_math_within_and_across_batches():
+    s = 0.75
+    values = [0, 255, 255, 255, 100]
+    tm = TemporalMatter(ScriptedMatter(values), smoothing=s)
+    got = [
+        tm(make_batch([0, 33])).alpha[:2, 0, 0].tolist(),
+        tm(make_batch([66, 100, 133])).alpha[:3, 0, 0].tolist(),
+    ]
+    ema, expected = None, []
+    for v in values:
+        ema = float(v) if ema is None else s * ema + (1 - s) * v
+        expected.append(round(ema))
+    assert got[0] + got[1] == expected
+
+
+def test_threshold_binarizes_after_smoothing():
+    tm = TemporalMatter(ScriptedMatter([0, 255, 255]), smoothing=0.5, threshold=0.6)
+    out = [tm(make_batch([i * 33])).alpha[0].unique().tolist() for i in range(3)]
+    # ema: 0, 127.5, 191.25 → threshold 153 → 0, 0, 255
+    assert out == [[0], [0], [255]]
+
+
+def test_feather_softens_edges_only():
+    class Edge:
+        def __call__(self, batch: Batch) -> MattedBatch:
+            a = torch.zeros(batch.images.shape[:3], dtype=torch.uint8)
+            a[:, :, 16:] = 255
+            return MattedBatch(batch, a)
+
+    sharp = TemporalMatter(Edge())(make_batch([0], h=8, w=32)).alpha[0]
+    soft = TemporalMatter(Edge(), feather=3)(make_batch([0], h=8, w=32)).alpha[0]
+    assert set(sharp.unique().tolist()) == {0, 255}
+    row = soft[4].tolist()
+    assert row[0] == 0 and row[-1] == 255  # far from the edge: unchanged
+    assert 0 < row[15] < 128 < row[16] < 255  # at the edge: a ramp
+    assert row == sorted(row)
+
+
+def test_every_n_reuses_the_mask_and_skips_inference():
+    inner = ScriptedMatter([10, 20, 30, 40])
+    tm = TemporalMatter(inner, every=3)
+    out = [tm(make_batch([i * 33])).alpha[0, 0, 0].item() for i in range(7)]
+    assert out == [10, 10, 10, 20, 20, 20, 30]
+    assert inner.calls == [1, 1, 1]  # the in-between frames never reached the model
+    assert (tm.computed, tm.reused) == (3, 4)
+
+
+def test_every_n_inside_a_batch_sends_only_key_frames():
+    inner = ScriptedMatter([10, 20, 30])
+    tm = TemporalMatter(inner, every=2)
+    a = tm(make_batch([0, 33, 66, 100, 133], size=6)).alpha
+    assert a[:, 0, 0].tolist() == [10, 10, 20, 20, 30, 30]  # the padding copies the last frame
+    assert inner.calls == [3]
+
+
+def test_reset_on_size_change():
+    inner = ScriptedMatter([0, 0, 255])
+    tm = TemporalMatter(inner, smoothing=0.9)
+    tm(make_batch([0]))
+    tm(make_batch([33]))
+    out = tm(make_batch([66], h=10, w=12)).alpha
+    assert out.shape == (1, 10, 12)
+    assert out.unique().tolist() == [255]  # not smoothed towards the old size's mask
+    assert tm.resets == 1
+
+
+def test_reset_after_a_gap_and_every_n_recomputes():
+    inner = ScriptedMatter([0, 255, 255])
+    tm = TemporalMatter(inner, smoothing=0.9, every=10, reset_after=1.0)
+    tm(make_batch([0]))
+    tm(make_batch([33]))  # reused
+    out = tm(make_batch([3000])).alpha  # 3 s later: a reconnected camera
+    assert out[0, 0, 0].item() == 255
+    assert inner.calls == [1, 1]
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"smoothing": 1.0}, {"smoothing": -0.1}, {"threshold": 1.5}, {"feather": -1}, {"every": 0}]
+)
+def test_rejects_bad_settings(kwargs):
+    with pytest.raises(ValueError):
+        TemporalMatter(ScriptedMatter([]), **kwargs)
