@@ -1,0 +1,43 @@
+"""Matting: a rembg session and a ``Matter`` that turns a ``Batch`` into a ``MattedBatch``.
+
+- ``create_session(model, device=...)`` (``sessions.py``): one rembg session per run.
+- ``create_matter(session, fast=True, device="auto")``: the batched fast path
+  (``batched.BatchedMatter``) for the model families it knows (``families.py``), else
+  the exact per-frame rembg path (``reference.RembgMatter``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from .base import Matter
+
+__all__ = ["Matter", "create_matter"]
+
+log = logging.getLogger(__name__)
+
+
+def create_matter(session: Any, *, fast: bool = True, device: str = "auto") -> Matter:
+    """The matter for ``session``: batched when ``fast`` and the family is known.
+
+    Unknown and custom models (``u2net_custom`` …) take the exact rembg path, with a log
+    line that says so; so does ``fast=False``."""
+    from .families import family_for, session_name
+    from .reference import RembgMatter
+
+    name = session_name(session)
+    if not fast:
+        log.info("model %s: exact per-frame rembg path (fast path disabled)", name)
+        return RembgMatter(session)
+    family = family_for(session)
+    if family is None:
+        log.info(
+            "model %s: no batched implementation for this model; using the exact per-frame "
+            "rembg path (slower)",
+            name,
+        )
+        return RembgMatter(session)
+    from .batched import BatchedMatter
+
+    return BatchedMatter(session, device=device, family=family)
