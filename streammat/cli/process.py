@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import logging
 import signal
 from typing import Any
 
 from ..config import ProcessConfig, load_config
 from ..errors import ConfigError
+from ..matting.threads import ThreadPlan, plan_threads
 from ..pipeline import Pipeline
 from ..sources import open_source
 from ._progress import ProgressBar
+from ._publish import add_publish_arguments, publish_sinks
 
 log = logging.getLogger(__name__)
-
-
-def _has(module: str) -> bool:
-    return importlib.util.find_spec(module) is not None
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -42,10 +39,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, help="model threads (default: planned from the CPU cores)")
     p.add_argument("--exact", action="store_true", help="use rembg's exact per-frame path (slow)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    if _has("streammat.cli._publish"):
-        from ._publish import add_publish_arguments
-
-        add_publish_arguments(p)
+    add_publish_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -64,41 +58,30 @@ def settings(args: argparse.Namespace) -> ProcessConfig:
     )
 
 
-def build_sinks(args: argparse.Namespace, cfg: ProcessConfig) -> list[Any]:
+def build_sinks(args: argparse.Namespace, cfg: ProcessConfig, plan: ThreadPlan) -> list[Any]:
     sinks: list[Any] = []
     if args.output:
         from ..sinks import create_sink
 
         sinks.append(
-            create_sink(args.output, format=cfg.format, matte=cfg.matte, background=cfg.background, codec=cfg.codec)
+            create_sink(
+                args.output, format=cfg.format, matte=cfg.matte, background=cfg.background, codec=cfg.codec,
+                threads=plan.encode_threads,
+            )
         )
-    if getattr(args, "publish", None):
-        from ._publish import publish_sinks
-
-        sinks.extend(publish_sinks(args))
+    sinks.extend(publish_sinks(args))
     if not sinks:
         raise ConfigError("nothing to write: give -o OUTPUT and/or --publish URL")
     return sinks
 
 
-def build_matter(cfg: ProcessConfig) -> Any:
+def build_matter(cfg: ProcessConfig, plan: ThreadPlan) -> Any:
+    """The session (created once) and the matting stage for ``cfg``."""
+    from ..matting import create_matter
     from ..matting.sessions import create_session
 
-    threads = cfg.threads
-    if threads is None and _has("streammat.matting.threads"):
-        from ..matting.threads import plan_threads
-
-        plan = plan_threads()
-        plan.apply()
-        threads = plan.onnx_intra_op
-    session = create_session(cfg.model, device=cfg.device, threads=threads)
-    if _has("streammat.matting.batched"):
-        from ..matting import create_matter
-
-        return create_matter(session, fast=cfg.fast, device=cfg.device)
-    from ..matting.reference import RembgMatter
-
-    return RembgMatter(session)
+    session = create_session(cfg.model, device=cfg.device, threads=cfg.threads or plan.onnx_intra_op)
+    return create_matter(session, fast=cfg.fast, device=cfg.device)
 
 
 def _sigterm_as_interrupt() -> None:
@@ -114,11 +97,14 @@ def _sigterm_as_interrupt() -> None:
 def run(args: argparse.Namespace) -> int:
     cfg = settings(args)
     _sigterm_as_interrupt()
-    sinks = build_sinks(args, cfg)  # validates the output before any work
-    source = open_source(args.input)
+    plan = plan_threads()
+    plan.apply()
+    sinks = build_sinks(args, cfg, plan)  # validates the output before any work
+    options = {} if args.input.startswith("zmq+") else {"threads": plan.decode_threads}
+    source = open_source(args.input, **options)
     info = source.open()  # fail fast on a bad input, before loading the model
     try:
-        matter = build_matter(cfg)
+        matter = build_matter(cfg, plan)
     except BaseException:
         source.close()
         raise
