@@ -1,0 +1,21 @@
+"""ZeroMQ transport: the wire format (``protocol``), sockets, CURVE security, and the
+publisher/subscriber endpoints. The contract is ``docs/protocol.md``."""
+
+from __future__ import annotations
+
+from .protocol import PROTOCOL_VERSION, MalformedMessage
+from .publisher import Publisher
+from .security import ClientSecurity, ServerSecurity, generate_keys
+from .subscriber import ReceivedFrame, Subscription, subscribe
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "MalformedMessage",
+    "Publisher",
+    "ServerSecurity",
+    "ClientSecurity",
+    "generate_keys",
+    "ReceivedFrame",
+    "Subscription",
+    "subscribe",
+]

@@ -1,0 +1,323 @@
+"""The streammat ZeroMQ wire format, version 1 (the contract is ``docs/protocol.md``).
+
+Every message is multipart: ``[topic, header, *payload]``. The header is UTF-8 JSON with
+``"v": 1`` and a ``"kind"``:
+
+- ``"frame"``: one picture; the payload parts hold its planes (see ``LAYOUTS``), raw or
+  each part compressed on its own (``ENCODINGS``).
+- ``"idle"``: sent by a publisher that had nothing to send for a heartbeat interval, so a
+  subscriber can tell a quiet stream from a dead one.
+- ``"eos"``: end of stream; recorders finalize.
+
+Decoding never trusts the header: every field is type- and range-checked, the payload
+sizes must match the header exactly, and decompression is bounded by the size the
+(already checked) header implies. Anything else raises ``MalformedMessage``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any, Literal
+
+import numpy as np
+
+from ..errors import TransportError
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "LAYOUTS",
+    "ENCODINGS",
+    "MAX_DIMENSION",
+    "DEFAULT_MAX_PIXELS",
+    "MAX_HEADER_BYTES",
+    "MAX_TOPIC_BYTES",
+    "MalformedMessage",
+    "FrameHeader",
+    "ControlHeader",
+    "DecodedFrame",
+    "Layout",
+    "Encoding",
+    "plane_shapes",
+    "frame_bytes",
+    "max_message_size",
+    "encode_frame",
+    "encode_control",
+    "parse_header",
+    "decode_message",
+]
+
+PROTOCOL_VERSION = 1
+Layout = Literal["rgba", "rgb+a", "rgb", "a"]
+Encoding = Literal["raw", "zstd", "zlib"]
+#: payload planes per layout: channels of each part, in order
+LAYOUTS: dict[str, tuple[int, ...]] = {"rgba": (4,), "rgb+a": (3, 1), "rgb": (3,), "a": (1,)}
+ENCODINGS = ("raw", "zstd", "zlib")
+MAX_DIMENSION = 16384
+DEFAULT_MAX_PIXELS = 7680 * 4320  # 8K UHD
+MAX_HEADER_BYTES = 4096
+MAX_TOPIC_BYTES = 255
+_MAX_INT = 2**63 - 1
+_STREAM_RE = re.compile(r"[0-9A-Za-z_-]{1,64}")
+_TB_RE = re.compile(r"([1-9][0-9]{0,9})/([1-9][0-9]{0,9})")
+
+
+class MalformedMessage(TransportError):
+    """A message that does not follow the protocol; receivers count and skip it."""
+
+
+@dataclass(frozen=True)
+class FrameHeader:
+    stream: str
+    seq: int
+    index: int
+    pts: int
+    time_base: Fraction
+    capture_time: float | None
+    width: int
+    height: int
+    layout: str = "rgba"
+    encoding: str = "raw"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "v": PROTOCOL_VERSION,
+            "kind": "frame",
+            "stream": self.stream,
+            "seq": self.seq,
+            "index": self.index,
+            "pts": self.pts,
+            "time_base": f"{self.time_base.numerator}/{self.time_base.denominator}",
+            "capture_time": self.capture_time,
+            "width": self.width,
+            "height": self.height,
+            "layout": self.layout,
+            "encoding": self.encoding,
+        }
+
+
+@dataclass(frozen=True)
+class ControlHeader:
+    """An ``idle`` or ``eos`` message. ``next_seq`` is the seq the next frame would have
+    (= frames sent so far), so a receiver can count frames lost before it."""
+
+    kind: str
+    stream: str
+    next_seq: int
+    time: float
+    #: eos only: False when the publisher stopped early (error, Ctrl-C)
+    complete: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "v": PROTOCOL_VERSION,
+            "kind": self.kind,
+            "stream": self.stream,
+            "next_seq": self.next_seq,
+            "time": self.time,
+        }
+        if self.kind == "eos":
+            d["complete"] = self.complete
+        return d
+
+
+@dataclass(frozen=True)
+class DecodedFrame:
+    topic: bytes
+    header: FrameHeader
+    #: one array per payload part: (H,W,C) for C > 1, (H,W) for alpha
+    planes: tuple[np.ndarray, ...]
+
+
+def plane_shapes(layout: str, width: int, height: int) -> list[tuple[int, ...]]:
+    return [(height, width, c) if c > 1 else (height, width) for c in LAYOUTS[layout]]
+
+
+def frame_bytes(layout: str, width: int, height: int) -> int:
+    return width * height * sum(LAYOUTS[layout])
+
+
+def max_message_size(max_pixels: int = DEFAULT_MAX_PIXELS) -> int:
+    """A MAXMSGSIZE for receiving sockets: the largest raw RGBA frame plus headers."""
+    return max_pixels * 4 + MAX_HEADER_BYTES + MAX_TOPIC_BYTES + 1024
+
+
+# -- encoding ------------------------------------------------------------------------
+def _compress(encoding: str, plane: np.ndarray, level: int | None) -> bytes:
+    if encoding == "zstd":
+        import zstandard
+
+        return zstandard.ZstdCompressor(level=1 if level is None else level).compress(plane.data)
+    if encoding == "zlib":
+        return zlib.compress(plane.data, 1 if level is None else level)
+    raise ValueError(f"unknown encoding {encoding!r}; expected one of {ENCODINGS}")
+
+
+def encode_frame(
+    topic: bytes, header: FrameHeader, planes: Sequence[np.ndarray], *, level: int | None = None
+) -> list[Any]:
+    """The parts of a frame message. Raw planes are returned as the (contiguous) arrays
+    themselves, for a zero-copy ``send_multipart(parts, copy=False)``."""
+    shapes = plane_shapes(header.layout, header.width, header.height)
+    if len(planes) != len(shapes):
+        raise ValueError(f"layout {header.layout!r} needs {len(shapes)} planes, got {len(planes)}")
+    out: list[Any] = [topic, json.dumps(header.to_json(), separators=(",", ":")).encode()]
+    for plane, shape in zip(planes, shapes, strict=True):
+        if tuple(plane.shape) != shape or plane.dtype != np.uint8:
+            raise ValueError(f"expected plane {shape} uint8, got {tuple(plane.shape)} {plane.dtype}")
+        plane = np.ascontiguousarray(plane)
+        out.append(plane if header.encoding == "raw" else _compress(header.encoding, plane, level))
+    return out
+
+
+def encode_control(topic: bytes, header: ControlHeader) -> list[bytes]:
+    return [topic, json.dumps(header.to_json(), separators=(",", ":")).encode()]
+
+
+# -- decoding ------------------------------------------------------------------------
+def _buffer(part: Any) -> memoryview:
+    buf = getattr(part, "buffer", None)  # zmq.Frame
+    mv = memoryview(buf if buf is not None else part)
+    if mv.ndim != 1 or mv.itemsize != 1:
+        mv = mv.cast("B")
+    return mv
+
+
+def _int(d: dict[str, Any], key: str, *, lo: int = 0, hi: int = _MAX_INT) -> int:
+    v = d.get(key)
+    if type(v) is not int or not lo <= v <= hi:
+        raise MalformedMessage(f"header field {key!r}: expected an integer in [{lo}, {hi}], got {v!r}")
+    return v
+
+
+def _str(d: dict[str, Any], key: str) -> str:
+    v = d.get(key)
+    if not isinstance(v, str):
+        raise MalformedMessage(f"header field {key!r}: expected a string, got {v!r}")
+    return v
+
+
+def _time(v: Any, key: str, *, optional: bool) -> float | None:
+    if v is None and optional:
+        return None
+    if type(v) not in (int, float) or not math.isfinite(v) or v < 0:
+        raise MalformedMessage(f"header field {key!r}: expected a finite number >= 0, got {v!r}")
+    return float(v)
+
+
+def parse_header(
+    data: bytes | memoryview, *, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> FrameHeader | ControlHeader:
+    """Parse and validate a header part. Raises ``MalformedMessage``."""
+    if len(data) > MAX_HEADER_BYTES:
+        raise MalformedMessage(f"header of {len(data)} bytes exceeds {MAX_HEADER_BYTES}")
+    try:
+        d = json.loads(bytes(data).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise MalformedMessage(f"header is not UTF-8 JSON: {exc}") from exc
+    if not isinstance(d, dict):
+        raise MalformedMessage(f"header is not a JSON object: {type(d).__name__}")
+    if d.get("v") != PROTOCOL_VERSION or type(d.get("v")) is not int:
+        raise MalformedMessage(f"unsupported protocol version {d.get('v')!r} (this receiver speaks 1)")
+    stream = _str(d, "stream")
+    if not _STREAM_RE.fullmatch(stream):
+        raise MalformedMessage(f"header field 'stream': expected 1-64 of [0-9A-Za-z_-], got {stream!r}")
+    kind = d.get("kind")
+    if kind in ("idle", "eos"):
+        complete = d.get("complete", True)
+        if not isinstance(complete, bool):
+            raise MalformedMessage(f"header field 'complete': expected a boolean, got {complete!r}")
+        return ControlHeader(
+            kind=kind,
+            stream=stream,
+            next_seq=_int(d, "next_seq"),
+            time=_time(d.get("time"), "time", optional=False),  # type: ignore[arg-type]
+            complete=complete,
+        )
+    if kind != "frame":
+        raise MalformedMessage(f"unknown message kind {kind!r}")
+    width = _int(d, "width", lo=1, hi=MAX_DIMENSION)
+    height = _int(d, "height", lo=1, hi=MAX_DIMENSION)
+    if width * height > max_pixels:
+        raise MalformedMessage(f"frame {width}x{height} exceeds the limit of {max_pixels} pixels")
+    layout, encoding = _str(d, "layout"), _str(d, "encoding")
+    if layout not in LAYOUTS:
+        raise MalformedMessage(f"unknown layout {layout!r}; expected one of {tuple(LAYOUTS)}")
+    if encoding not in ENCODINGS:
+        raise MalformedMessage(f"unknown encoding {encoding!r}; expected one of {ENCODINGS}")
+    m = _TB_RE.fullmatch(_str(d, "time_base"))
+    if not m:
+        raise MalformedMessage(f"header field 'time_base': expected 'num/den', got {d.get('time_base')!r}")
+    return FrameHeader(
+        stream=stream,
+        seq=_int(d, "seq"),
+        index=_int(d, "index"),
+        pts=_int(d, "pts", lo=-_MAX_INT),
+        time_base=Fraction(int(m.group(1)), int(m.group(2))),
+        capture_time=_time(d.get("capture_time"), "capture_time", optional=True),
+        width=width,
+        height=height,
+        layout=layout,
+        encoding=encoding,
+    )
+
+
+def _decompress(encoding: str, data: memoryview, expected: int) -> bytes:
+    """Decompress at most ``expected`` bytes; anything else is malformed."""
+    try:
+        if encoding == "zstd":
+            import zstandard
+
+            size = zstandard.frame_content_size(data)
+            if size not in (-1, expected):  # -1: size not stated in the frame
+                raise MalformedMessage(f"zstd frame states {size} bytes, header implies {expected}")
+            with zstandard.ZstdDecompressor().stream_reader(data, read_across_frames=False) as r:
+                out = r.read(expected + 1)
+        else:  # zlib
+            d = zlib.decompressobj()
+            out = d.decompress(data, expected + 1)
+    except MalformedMessage:
+        raise
+    except Exception as exc:  # zstd.ZstdError, zlib.error, ValueError
+        raise MalformedMessage(f"{encoding} payload does not decompress: {exc}") from exc
+    if len(out) != expected:
+        raise MalformedMessage(f"{encoding} payload decompresses to {len(out)}+ bytes, expected {expected}")
+    return out
+
+
+def decode_message(
+    parts: Sequence[Any], *, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> DecodedFrame | tuple[bytes, ControlHeader]:
+    """Decode a received multipart message (``bytes`` or ``zmq.Frame`` parts).
+
+    Raw planes are zero-copy views of the received buffers. Raises ``MalformedMessage``."""
+    if len(parts) < 2:
+        raise MalformedMessage(f"expected at least 2 parts (topic, header), got {len(parts)}")
+    topic = bytes(_buffer(parts[0]))
+    if len(topic) > MAX_TOPIC_BYTES:
+        raise MalformedMessage(f"topic of {len(topic)} bytes exceeds {MAX_TOPIC_BYTES}")
+    header = parse_header(_buffer(parts[1]), max_pixels=max_pixels)
+    if isinstance(header, ControlHeader):
+        if len(parts) != 2:
+            raise MalformedMessage(f"{header.kind} message: expected 2 parts, got {len(parts)}")
+        return topic, header
+    shapes = plane_shapes(header.layout, header.width, header.height)
+    if len(parts) != 2 + len(shapes):
+        raise MalformedMessage(
+            f"layout {header.layout!r}: expected {2 + len(shapes)} parts, got {len(parts)}"
+        )
+    planes = []
+    for part, shape in zip(parts[2:], shapes, strict=True):
+        expected = math.prod(shape)
+        buf = _buffer(part)
+        if header.encoding != "raw":
+            buf = memoryview(_decompress(header.encoding, buf, expected))
+        elif len(buf) != expected:
+            raise MalformedMessage(f"payload of {len(buf)} bytes, header implies {expected} ({shape})")
+        planes.append(np.frombuffer(buf, dtype=np.uint8).reshape(shape))
+    return DecodedFrame(topic, header, tuple(planes))

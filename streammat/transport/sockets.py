@@ -1,0 +1,170 @@
+"""Socket construction with every option set before bind/connect.
+
+libzmq defaults are wrong for video (FACTS.md): HWM 1000 messages (gigabytes of 1080p
+frames), infinite LINGER (``term()`` hangs), no heartbeat, no message size limit. The
+helpers here always set HWM, LINGER, TCP keepalive, reconnect intervals and (receiving
+side) MAXMSGSIZE before the socket touches the network.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import zmq
+from zmq.auth.thread import ThreadAuthenticator
+
+from ..errors import TransportError
+from .security import ClientSecurity, ServerSecurity, apply_client, apply_server
+
+__all__ = [
+    "DEFAULT_SNDHWM",
+    "DEFAULT_RCVHWM",
+    "DEFAULT_LINGER",
+    "DEFAULT_HEARTBEAT",
+    "check_url",
+    "context",
+    "set_heartbeat",
+    "set_keepalive",
+    "pub_socket",
+    "sub_socket",
+]
+
+log = logging.getLogger(__name__)
+
+# Frames queued per subscriber before the publisher drops for it. Small, but at least two
+# pipeline batches: a batch of 8 is sent in a burst of microseconds, faster than the I/O
+# thread moves frames to the kernel, and a fast subscriber must not lose any of them.
+DEFAULT_SNDHWM = 16
+DEFAULT_RCVHWM = 16
+DEFAULT_LINGER = 0.2  # seconds a closing socket may spend flushing
+DEFAULT_HEARTBEAT = 1.0  # seconds
+
+
+def check_url(url: str) -> str:
+    """Accept ``tcp://`` and ``ipc://`` (and ``inproc://``) endpoints."""
+    if not isinstance(url, str) or not url.startswith(("tcp://", "ipc://", "inproc://")):
+        raise TransportError(f"expected a tcp://, ipc:// or inproc:// endpoint, got {url!r}")
+    return url
+
+
+def context() -> zmq.Context:
+    """The process-wide context (sockets use bounded LINGER, so it never blocks exit)."""
+    return zmq.Context.instance()
+
+
+def set_keepalive(sock: zmq.Socket, interval: float | None) -> None:
+    """TCP keepalive probes every ``interval`` s (whole seconds, at least 1); a peer that
+    answers none of 3 is dropped, and a connecting socket reconnects."""
+    if not interval:
+        return
+    secs = max(1, math.ceil(interval))
+    sock.setsockopt(zmq.TCP_KEEPALIVE, 1)
+    sock.setsockopt(zmq.TCP_KEEPALIVE_IDLE, secs)
+    sock.setsockopt(zmq.TCP_KEEPALIVE_INTVL, secs)
+    sock.setsockopt(zmq.TCP_KEEPALIVE_CNT, 3)
+
+
+def set_heartbeat(sock: zmq.Socket, interval: float | None) -> None:
+    """ZMTP heartbeats (PING/PONG): a peer silent for 3 intervals is dropped.
+
+    Off by default (``zmtp_heartbeat=False`` in the socket helpers): libzmq 4.3.5 aborts
+    the process (``Assertion failed: !_io_error (stream_engine_base.cpp:310)``, libzmq
+    #4841; and ``_input_stopped``, #3937) when PINGs sit in the buffer of a receiver whose
+    queue is full and the peer then closes or times out -- exactly a slow recorder at the
+    end of a stream. TCP keepalive plus the protocol's idle messages detect dead peers
+    without that risk."""
+    if not interval:
+        return
+    ivl = max(1, int(interval * 1000))
+    sock.setsockopt(zmq.HEARTBEAT_IVL, ivl)
+    sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 3 * ivl)
+    sock.setsockopt(zmq.HEARTBEAT_TTL, 3 * ivl)
+
+
+def pub_socket(
+    ctx: zmq.Context,
+    url: str,
+    *,
+    sndhwm: int = DEFAULT_SNDHWM,
+    linger: float = DEFAULT_LINGER,
+    heartbeat: float | None = DEFAULT_HEARTBEAT,
+    security: ServerSecurity | None = None,
+    authenticator: ThreadAuthenticator | None = None,
+    zmtp_heartbeat: bool = False,
+) -> zmq.Socket:
+    """A bound publishing socket that never blocks on send (slow subscribers lose frames).
+
+    It is an XPUB (a PUB that also reports subscriptions, verbosely: one per subscriber)
+    so a publisher can wait for its first subscribers; on the wire it is a PUB."""
+    check_url(url)
+    sock = ctx.socket(zmq.XPUB)
+    try:
+        sock.setsockopt(zmq.XPUB_VERBOSE, 1)
+        sock.setsockopt(zmq.SNDHWM, max(1, sndhwm))
+        sock.setsockopt(zmq.LINGER, int(linger * 1000))
+        sock.setsockopt(zmq.SNDTIMEO, 0)
+        set_keepalive(sock, heartbeat)
+        if zmtp_heartbeat:
+            set_heartbeat(sock, heartbeat)
+        if security is not None:
+            apply_server(sock, security, authenticator)
+        _bind(sock, url)
+    except zmq.ZMQError as exc:
+        sock.close(linger=0)
+        raise TransportError(f"cannot bind {url}: {exc}") from exc
+    except BaseException:
+        sock.close(linger=0)
+        raise
+    return sock
+
+
+def _bind(sock: zmq.Socket, url: str, retry_for: float = 1.0) -> None:
+    """Bind, retrying briefly while a just-closed socket of this process still holds the
+    address (libzmq closes listeners asynchronously, so a quick restart can race it)."""
+    deadline = time.monotonic() + retry_for
+    while True:
+        try:
+            sock.bind(url)
+            return
+        except zmq.ZMQError as exc:
+            if exc.errno != zmq.EADDRINUSE or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05)
+
+
+def sub_socket(
+    ctx: zmq.Context,
+    url: str,
+    *,
+    topic: bytes = b"",
+    rcvhwm: int = DEFAULT_RCVHWM,
+    maxmsgsize: int = -1,
+    heartbeat: float | None = DEFAULT_HEARTBEAT,
+    security: ClientSecurity | None = None,
+    zmtp_heartbeat: bool = False,
+) -> zmq.Socket:
+    """A connected SUB socket with a message size limit; libzmq reconnects by itself."""
+    check_url(url)
+    sock = ctx.socket(zmq.SUB)
+    try:
+        sock.setsockopt(zmq.RCVHWM, max(1, rcvhwm))
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.MAXMSGSIZE, maxmsgsize)
+        sock.setsockopt(zmq.RECONNECT_IVL, 100)
+        sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
+        set_keepalive(sock, heartbeat)
+        if zmtp_heartbeat:
+            set_heartbeat(sock, heartbeat)
+        if security is not None:
+            apply_client(sock, security)
+        sock.setsockopt(zmq.SUBSCRIBE, topic)
+        sock.connect(url)
+    except zmq.ZMQError as exc:
+        sock.close(linger=0)
+        raise TransportError(f"cannot connect to {url}: {exc}") from exc
+    except BaseException:
+        sock.close(linger=0)
+        raise
+    return sock
