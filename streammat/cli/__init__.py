@@ -29,13 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="only errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _COMMANDS:
-        try:  # TEMP while sub-commands land in parallel; removed before release
-            module = importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.{name}":
-                raise
-            continue
-        module.add_parser(sub)
+        importlib.import_module(f"{__name__}.{name}").add_parser(sub)
     for command in sub.choices.values():  # -v/-q also after the sub-command, as users type them
         command.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more logging")
         command.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="only errors")

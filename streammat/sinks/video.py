@@ -128,7 +128,12 @@ class VideoSink:
             self._stream = stream
             if self.copy_audio:
                 self._audio = AudioPassthrough.maybe(info.audio_path, container)
-            container.start_encoding()  # header now: muxer errors surface in open()
+            try:
+                container.start_encoding()  # header now: muxer and file errors surface in open()
+            except av.FFmpegError as exc:
+                if exc.errno is not None and exc.errno > 0 and exc.strerror:  # the file itself (EACCES, ENOENT, ...)
+                    raise OutputError(f"cannot write {self.path}: {exc.strerror.lower()}") from exc
+                raise
         except (av.FFmpegError, ValueError) as exc:
             self._abort()
             raise OutputError(f"cannot write {self.path}: {spec.codec} encoder: {exc}") from exc
