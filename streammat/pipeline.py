@@ -127,7 +127,7 @@ class Pipeline:
             raise
 
         frames_q: queue.Queue = (
-            _LatestQueue() if self.source.backpressure == "latest" else queue.Queue(self.batch_size * 2)
+            _LatestQueue() if self.source.backpressure == "latest" else queue.Queue(self.batch_size)
         )
         # live: the matter always takes the newest batch, so latency stays one inference
         batches_q: queue.Queue = (

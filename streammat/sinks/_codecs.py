@@ -34,7 +34,9 @@ class CodecSpec:
         return self.pix_fmt
 
 
-_VP9_FAST = {"deadline": "realtime", "cpu-used": "8", "row-mt": "1", "crf": "30", "b": "0"}
+# lag-in-frames=0: no look-ahead queue (libvpx keeps 25 frames per encoder otherwise, and
+# VP9 alpha runs two encoders): ~150 MB less at 720p and no added latency for live use.
+_VP9_FAST = {"deadline": "realtime", "cpu-used": "8", "row-mt": "1", "crf": "30", "b": "0", "lag-in-frames": "0"}
 _X264 = {"crf": "18", "preset": "veryfast"}
 
 PRORES_KS = CodecSpec("prores_ks", "yuva444p10le", "ProRes 4444 (prores_ks)", {"profile": "4444"})
