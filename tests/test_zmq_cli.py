@@ -102,3 +102,32 @@ def test_subscribe_ctrl_c_finalizes_a_partial_recording(tiny_home, cli_env, tmp_
     assert [p.name for p in partial] == ["rec.partial.mov"], "a Ctrl-C recording is named partial"
     frames = list(read_rgba(partial[0]))
     assert len(frames) == 6
+
+
+def test_process_mattes_an_upstream_zeromq_stream(tiny_home, tmp_path):
+    """streammat in the middle of a chain: plain RGB frames in over ZeroMQ, alpha video out."""
+    url = f"tcp://127.0.0.1:{free_port()}"
+    out = tmp_path / "chain.mkv"
+    pts = [0, 3, 4, 9, 10, 11, 20]
+    with Publisher(url, heartbeat=0.05) as pub:
+        t, codes = in_thread(["process", f"zmq+{url}", "-o", str(out), "--source-timeout", "30", *MODEL])
+        assert pub.wait_for_subscribers(1, timeout=30)
+        time.sleep(0.2)
+        for i, p in enumerate(pts):
+            rgb = np.zeros((24, 32, 3), np.uint8)
+            rgb[:, : 4 * (i + 1)] = (250, 40, 40)
+            pub.send_frame([rgb], layout="rgb", pts=p, time_base=Fraction(1, 30), index=i)
+            time.sleep(0.02)
+        pub.close(eos=True)
+        t.join(60)
+    assert codes == [0]
+    frames = list(read_rgba(out))
+    assert [round(float(f.pts * f.time_base) * 30) for f in frames] == pts
+    assert frames[-1].image[..., 3].std() > 0  # a real matte of the red band
+
+
+def test_process_from_a_silent_zeromq_source_times_out_with_one_line(tiny_home, tmp_path, capsys):
+    url = f"tcp://127.0.0.1:{free_port()}"
+    code = main(["process", f"zmq+{url}", "-o", str(tmp_path / "o.mkv"), "--source-timeout", "0.5", *MODEL])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and url in err[0], err

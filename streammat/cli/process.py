@@ -39,6 +39,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, help="model threads (default: planned from the CPU cores)")
     p.add_argument("--exact", action="store_true", help="use rembg's exact per-frame path (slow)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    z = p.add_argument_group("ZeroMQ input (INPUT = zmq+tcp://HOST:PORT, protocol: docs/protocol.md)")
+    z.add_argument("--source-topic", default="", help="subscribe to this topic prefix only")
+    z.add_argument("--source-timeout", type=float, help="give up when nothing arrives for S seconds (default: wait)")
+    z.add_argument("--source-latest", action="store_true", help="keep only the newest frame when matting is slower")
+    z.add_argument("--source-secure", metavar="KEYS_DIR", help="CURVE client keys (see `streammat keys generate`)")
     add_publish_arguments(p)
     p.set_defaults(func=run)
 
@@ -84,6 +89,19 @@ def build_matter(cfg: ProcessConfig, plan: ThreadPlan) -> Any:
     return create_matter(session, fast=cfg.fast, device=cfg.device)
 
 
+def source_options(args: argparse.Namespace, plan: ThreadPlan) -> dict[str, Any]:
+    if not args.input.startswith("zmq+"):
+        return {"threads": plan.decode_threads}
+    from ..transport.security import ClientSecurity
+
+    return {
+        "topic": args.source_topic,
+        "timeout": args.source_timeout,
+        "backpressure": "latest" if args.source_latest else "block",
+        "security": ClientSecurity.from_dir(args.source_secure) if args.source_secure else None,
+    }
+
+
 def _sigterm_as_interrupt() -> None:
     def handler(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
@@ -100,8 +118,7 @@ def run(args: argparse.Namespace) -> int:
     plan = plan_threads()
     plan.apply()
     sinks = build_sinks(args, cfg, plan)  # validates the output before any work
-    options = {} if args.input.startswith("zmq+") else {"threads": plan.decode_threads}
-    source = open_source(args.input, **options)
+    source = open_source(args.input, **source_options(args, plan))
     info = source.open()  # fail fast on a bad input, before loading the model
     try:
         matter = build_matter(cfg, plan)
