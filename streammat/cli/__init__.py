@@ -11,7 +11,9 @@ import argparse
 import importlib
 import logging
 import os
+import signal
 import sys
+import threading
 
 from ..errors import ConfigError, Interrupted, StreammatError
 
@@ -54,6 +56,16 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     logging.captureWarnings(True)
 
 
+def _sigterm_as_interrupt() -> None:
+    """``kill PID`` stops a run like Ctrl-C does: outputs are finalized, exit code 130."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -61,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     _setup_logging(args.verbose, args.quiet)
+    _sigterm_as_interrupt()
     try:
         return int(args.func(args) or 0)
     except Interrupted as exc:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import logging
-import signal
 import sys
 import threading
 import time
@@ -21,6 +20,7 @@ from typing import Any
 
 from ..errors import ConfigError, OutputError
 from ..pipeline import Pipeline, Progress
+from ._publish import add_publish_arguments, publish_sinks
 
 log = logging.getLogger(__name__)
 
@@ -94,10 +94,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     mat.add_argument(
         "--every", type=int, default=1, metavar="N", help="compute the mask every N frames, reuse it between"
     )
-    if _has("streammat.cli._publish"):
-        from ._publish import add_publish_arguments
-
-        add_publish_arguments(p)
+    add_publish_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -136,10 +133,7 @@ def build_sinks(args: argparse.Namespace, stop: Any) -> list[Any]:
 
         background = args.background if Path(args.output).suffix.lower() == ".mp4" else None
         sinks.append(create_sink(args.output, format=args.format, background=background, codec=args.codec))
-    if getattr(args, "publish", None):
-        from ._publish import publish_sinks
-
-        sinks.extend(publish_sinks(args))
+    sinks.extend(publish_sinks(args))
     if args.virtual_camera is not None:
         from ..sinks.virtual_camera import INSTALL_HINT, VirtualCameraSink
 
@@ -154,25 +148,15 @@ def build_sinks(args: argparse.Namespace, stop: Any) -> list[Any]:
 
 
 def build_matter(args: argparse.Namespace) -> Any:
+    from ..matting import create_matter
     from ..matting.sessions import create_session
     from ..matting.temporal import TemporalMatter
+    from ..matting.threads import plan_threads
 
-    threads = args.threads
-    if threads is None and _has("streammat.matting.threads"):
-        from ..matting.threads import plan_threads
-
-        plan = plan_threads()
-        plan.apply()
-        threads = plan.onnx_intra_op
-    session = create_session(args.model, device=args.device, threads=threads)
-    if _has("streammat.matting.batched"):
-        from ..matting import create_matter
-
-        inner = create_matter(session, fast=not args.exact, device=args.device)
-    else:
-        from ..matting.reference import RembgMatter
-
-        inner = RembgMatter(session)
+    plan = plan_threads()
+    plan.apply()
+    session = create_session(args.model, device=args.device, threads=args.threads or plan.onnx_intra_op)
+    inner = create_matter(session, fast=not args.exact, device=args.device)
     return TemporalMatter(
         inner, smoothing=args.smoothing, threshold=args.threshold, feather=args.feather, every=args.every
     )
@@ -212,21 +196,10 @@ def summary(meter: LatencyMeter, stats: dict[str, int], elapsed: float, name: st
     return line
 
 
-def _sigterm_as_interrupt() -> None:
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    try:
-        signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread (embedded use)
-        pass
-
-
 def run(args: argparse.Namespace) -> int:
     from ..sources.camera import CameraSource
 
     _check_settings(args)
-    _sigterm_as_interrupt()
     pipeline_box: list[Pipeline] = []
     sinks = build_sinks(args, stop=lambda: pipeline_box[0].stop() if pipeline_box else None)
     source = CameraSource(

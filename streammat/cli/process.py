@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 from typing import Any
 
 from ..config import ProcessConfig, load_config
@@ -102,19 +101,8 @@ def source_options(args: argparse.Namespace, plan: ThreadPlan) -> dict[str, Any]
     }
 
 
-def _sigterm_as_interrupt() -> None:
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    try:
-        signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread (embedded use)
-        pass
-
-
 def run(args: argparse.Namespace) -> int:
     cfg = settings(args)
-    _sigterm_as_interrupt()
     plan = plan_threads()
     plan.apply()
     sinks = build_sinks(args, cfg, plan)  # validates the output before any work
