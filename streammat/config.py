@@ -35,6 +35,10 @@ class ProcessConfig:
     matte: bool = False
     #: onnxruntime intra-op threads; None plans them from the core count
     threads: int | None = None
+    #: temporal EMA of the mask (0 = off, the default for files), threshold and feather
+    smoothing: float = 0.0
+    threshold: float | None = None
+    feather: int = 0
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.batch_size > 256:
@@ -43,6 +47,12 @@ class ProcessConfig:
             raise ConfigError(f"queue_depth must be at least 1, got {self.queue_depth}")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"threads must be at least 1, got {self.threads}")
+        if not 0.0 <= self.smoothing < 1.0:
+            raise ConfigError(f"smoothing must be in [0, 1), got {self.smoothing}")
+        if self.threshold is not None and not 0.0 < self.threshold < 1.0:
+            raise ConfigError(f"threshold must be in (0, 1), got {self.threshold}")
+        if self.feather < 0:
+            raise ConfigError(f"feather must be >= 0, got {self.feather}")
 
     def replace(self, **changes: Any) -> ProcessConfig:
         """A copy with ``changes`` applied; None values leave a field as it is."""

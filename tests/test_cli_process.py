@@ -181,3 +181,23 @@ def test_sigint_mid_encode_finalizes_a_playable_partial(tiny_home, tmp_path, cli
     assert 0 < len(frames) < 1500
     assert "partial" in stderr
     assert not list(tmp_path.glob(".out.tmp-*")), "temporary file left behind"
+
+
+def test_config_file_and_matte_controls(tiny_home, clip, tmp_path):
+    src = clip("in.mp4", width=96, height=64, frames=6)
+    cfg = tmp_path / "settings.yaml"
+    cfg.write_text("process:\n  model: u2netp\n  batch_size: 4\n  threshold: 0.5\n")
+    out = tmp_path / "o.mkv"
+    assert main(["process", str(src), "-o", str(out), "--config", str(cfg), "--no-progress"]) == 0
+    alpha = np.stack([f.image[..., 3] for f in read_rgba(out)])
+    assert set(np.unique(alpha)) <= {0, 255} and len(np.unique(alpha)) == 2  # thresholded
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("process:\n  modle: u2netp\n")
+    assert main(["process", str(src), "-o", str(out), "--config", str(bad)]) == 2
+
+
+def test_default_config_file_loads():
+    from streammat.config import ProcessConfig, load_config
+
+    root = Path(__file__).resolve().parents[1]
+    assert load_config(root / "configs" / "default.yaml") == ProcessConfig()

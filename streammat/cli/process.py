@@ -37,6 +37,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--matte", action="store_true", default=None, help="write the alpha matte as grayscale video")
     p.add_argument("--threads", type=int, help="model threads (default: planned from the CPU cores)")
     p.add_argument("--exact", action="store_true", help="use rembg's exact per-frame path (slow)")
+    p.add_argument("--smoothing", type=float, help="temporal EMA of the mask, 0..<1 (default 0: off)")
+    p.add_argument("--threshold", type=float, help="binarize the mask at this level (0..1)")
+    p.add_argument("--feather", type=int, metavar="PX", help="soften mask edges by PX pixels")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     z = p.add_argument_group("ZeroMQ input (INPUT = zmq+tcp://HOST:PORT, protocol: docs/protocol.md)")
     z.add_argument("--source-topic", default="", help="subscribe to this topic prefix only")
@@ -59,6 +62,9 @@ def settings(args: argparse.Namespace) -> ProcessConfig:
         matte=args.matte,
         threads=args.threads,
         fast=False if args.exact else None,
+        smoothing=args.smoothing,
+        threshold=args.threshold,
+        feather=args.feather,
     )
 
 
@@ -85,7 +91,12 @@ def build_matter(cfg: ProcessConfig, plan: ThreadPlan) -> Any:
     from ..matting.sessions import create_session
 
     session = create_session(cfg.model, device=cfg.device, threads=cfg.threads or plan.onnx_intra_op)
-    return create_matter(session, fast=cfg.fast, device=cfg.device)
+    matter = create_matter(session, fast=cfg.fast, device=cfg.device)
+    if cfg.smoothing or cfg.threshold is not None or cfg.feather:
+        from ..matting.temporal import TemporalMatter
+
+        return TemporalMatter(matter, smoothing=cfg.smoothing, threshold=cfg.threshold, feather=cfg.feather)
+    return matter
 
 
 def source_options(args: argparse.Namespace, plan: ThreadPlan) -> dict[str, Any]:
