@@ -51,10 +51,12 @@ _OVERRIDES: dict[str, int] | None = None
 
 
 def _setup(model: str, device: str) -> tuple[Any, Any, Any]:
+    from streammat._allocator import tune_allocator
     from streammat.matting import create_matter
     from streammat.matting.sessions import create_session
     from streammat.matting.threads import plan_threads
 
+    tune_allocator()  # as the CLI does
     plan = plan_threads()
     overrides = {k: v for k, v in (_OVERRIDES or {}).items() if v}
     if overrides:

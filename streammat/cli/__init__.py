@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 
+from .._allocator import tune_allocator
 from ..errors import ConfigError, Interrupted, StreammatError
 
 # sub-command modules, in the order `streammat --help` lists them
@@ -74,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     _setup_logging(args.verbose, args.quiet)
     _sigterm_as_interrupt()
+    tune_allocator()
     try:
         return int(args.func(args) or 0)
     except Interrupted as exc:
