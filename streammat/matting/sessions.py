@@ -11,8 +11,8 @@ import contextlib
 import logging
 import os
 import warnings
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from ..errors import ModelError
