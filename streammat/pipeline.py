@@ -1,4 +1,5 @@
-"""Source → batcher → matter → sinks, each stage on its own thread.
+"""Source → batcher → matter → sinks, each stage on its own thread (the matter's prepare,
+model and finish steps on three, when it offers them).
 
 One shutdown path (CONVENTIONS §4): a stop event, an end-of-stream sentinel, bounded
 queues used with timeouts, the first worker exception re-raised in the caller, joins
@@ -14,11 +15,12 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from .batching import Batcher
 from .errors import Interrupted, StreammatError
 from .frames import Batch, Frame, MattedBatch, StreamInfo
-from .matting.base import Matter
+from .matting.base import Matter, StagedMatter
 from .sinks.base import Sink
 from .sources.base import Source
 
@@ -57,6 +59,14 @@ class RunResult:
     @property
     def fps(self) -> float:
         return self.frames_out / self.elapsed if self.elapsed > 0 else 0.0
+
+
+def _same(batch: Batch) -> Batch:
+    return batch
+
+
+def _second(batch: Batch, matted: MattedBatch) -> MattedBatch:
+    return matted
 
 
 class _LatestQueue(queue.Queue):
@@ -101,6 +111,11 @@ class Pipeline:
         self.queue_depth = queue_depth
         self.flush_after = flush_after
         self.on_progress = on_progress
+        # a StagedMatter's three steps run on three threads; any other matter is one step
+        if isinstance(matter, StagedMatter):
+            self._steps: tuple[Callable[..., Any], ...] = (matter.prepare, matter.infer, matter.finish)
+        else:
+            self._steps = (_same, matter, _second)
         self._stop = threading.Event()
         self._errors: list[BaseException] = []
         self._lock = threading.Lock()
@@ -133,12 +148,14 @@ class Pipeline:
         batches_q: queue.Queue = (
             _LatestQueue() if self.source.backpressure == "latest" else queue.Queue(self.queue_depth)
         )
+        inferred_q: queue.Queue = queue.Queue(self.queue_depth)
         matted_q: queue.Queue = queue.Queue(self.queue_depth)
-        busy = {"decode": 0.0, "matting": 0.0, "encode": 0.0}
+        busy = {"decode": 0.0, "prepare": 0.0, "model": 0.0, "finish": 0.0, "encode": 0.0}
         threads = [
             threading.Thread(target=self._guard, args=(self._decode, frames_q, result, busy), name="sm-decode"),
-            threading.Thread(target=self._guard, args=(self._batch, frames_q, batches_q), name="sm-batch"),
-            threading.Thread(target=self._guard, args=(self._mat, batches_q, matted_q, busy), name="sm-matting"),
+            threading.Thread(target=self._guard, args=(self._batch, frames_q, batches_q, busy), name="sm-batch"),
+            threading.Thread(target=self._guard, args=(self._infer, batches_q, inferred_q, busy), name="sm-model"),
+            threading.Thread(target=self._guard, args=(self._finish, inferred_q, matted_q, busy), name="sm-finish"),
             threading.Thread(target=self._guard, args=(self._encode, matted_q, result, busy, t0), name="sm-encode"),
         ]
         for t in threads:
@@ -224,8 +241,17 @@ class Pipeline:
                 return
         self._put(out, _EOS)
 
-    def _batch(self, src: queue.Queue, out: queue.Queue) -> None:
+    def _batch(self, src: queue.Queue, out: queue.Queue, busy: dict[str, float]) -> None:
+        """Frames → fixed-size batches → the matter's ``prepare`` step."""
+        prepare = self._steps[0]
         batcher = Batcher(self.batch_size)
+
+        def emit(batch: Batch) -> bool:
+            t = time.perf_counter()
+            prepared = prepare(batch)
+            busy["prepare"] += time.perf_counter() - t
+            return self._put(out, (batch, prepared))
+
         while True:
             timeout = None
             if self.flush_after is not None and batcher.pending_since is not None:
@@ -236,21 +262,34 @@ class Pipeline:
             elif item is _EOS:
                 last = batcher.flush()
                 if last is not None and not self._stop.is_set():
-                    self._put(out, last)
+                    emit(last)
                 self._put(out, _EOS)
                 return
             else:
                 assert isinstance(item, Frame)
                 ready = batcher.add(item)
             for b in ready:
-                if not self._put(out, b):
+                if not emit(b):
                     return
 
-    def _mat(self, src: queue.Queue, out: queue.Queue, busy: dict[str, float]) -> None:
+    def _infer(self, src: queue.Queue, out: queue.Queue, busy: dict[str, float]) -> None:
+        infer = self._steps[1]
         while (item := self._get(src)) is not _EOS:
+            batch, prepared = item  # type: ignore[misc]
             t = time.perf_counter()
-            matted = self.matter(item)  # type: ignore[arg-type]
-            busy["matting"] += time.perf_counter() - t
+            raw = infer(prepared)
+            busy["model"] += time.perf_counter() - t
+            if not self._put(out, (batch, raw)):
+                return
+        self._put(out, _EOS)
+
+    def _finish(self, src: queue.Queue, out: queue.Queue, busy: dict[str, float]) -> None:
+        finish = self._steps[2]
+        while (item := self._get(src)) is not _EOS:
+            batch, raw = item  # type: ignore[misc]
+            t = time.perf_counter()
+            matted = finish(batch, raw)
+            busy["finish"] += time.perf_counter() - t
             if not self._put(out, matted):
                 return
         self._put(out, _EOS)

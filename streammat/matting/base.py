@@ -1,8 +1,12 @@
-"""What every matting stage is: a callable from a ``Batch`` to a ``MattedBatch``."""
+"""What every matting stage is: a callable from a ``Batch`` to a ``MattedBatch``.
+
+A matter may also offer its work as three steps (``StagedMatter``); the pipeline then
+runs them on three threads so the pre- and post-processing of neighbouring batches
+overlap the model run."""
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from ..frames import Batch, MattedBatch
 
@@ -11,4 +15,21 @@ from ..frames import Batch, MattedBatch
 class Matter(Protocol):
     def __call__(self, batch: Batch) -> MattedBatch:
         """Compute the alpha matte of every frame in the batch (padding included or not)."""
+        ...
+
+
+@runtime_checkable
+class StagedMatter(Matter, Protocol):
+    """``matter(batch) == matter.finish(batch, matter.infer(matter.prepare(batch)))``."""
+
+    def prepare(self, batch: Batch) -> Any:
+        """The model input for ``batch`` (resize, normalize)."""
+        ...
+
+    def infer(self, prepared: Any) -> Any:
+        """The model run."""
+        ...
+
+    def finish(self, batch: Batch, raw: Any) -> MattedBatch:
+        """The masks at frame size from the model output."""
         ...

@@ -19,7 +19,9 @@ kernels only (bicubic instead of LANCZOS); ``tests/test_batched.py`` states the 
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -180,26 +182,47 @@ class BatchedMatter:
         model resolution."""
         return postprocess(self._runner(preprocess(images, self.family)), self.family)
 
-    def __call__(self, batch: Batch) -> MattedBatch:
-        b, height, width = batch.size, batch.height, batch.width
-        # the padded tail is never computed: a dynamic batch dimension runs the valid
-        # frames only; a fixed one runs them in chunks (the runner pads the last chunk)
-        n = batch.valid
-        images = batch.images[:n]
-        try:
+    # The three steps of ``__call__``. The pipeline runs them on three threads, so the
+    # resizes of one batch overlap the model run of the next (``pipeline.StagedMatter``).
+    def prepare(self, batch: Batch) -> torch.Tensor:
+        """The model input of the batch's valid frames (the padded tail is never computed:
+        a dynamic batch dimension runs the valid frames only; a fixed one runs them in
+        chunks and the runner pads the last chunk)."""
+        images = batch.images[: batch.valid]
+        with _model_errors(self.family.name):
+            if self.device.type != "cpu":
+                images = images.to(self.device, non_blocking=True)
+            return preprocess(images, self.family)
+
+    def infer(self, prepared: torch.Tensor) -> torch.Tensor:
+        """The raw model output for ``prepare``'s input."""
+        with _model_errors(self.family.name):
+            return self._runner(prepared)
+
+    def finish(self, batch: Batch, raw: torch.Tensor) -> MattedBatch:
+        """Masks at frame size from the raw model output."""
+        b, n, height, width = batch.size, batch.valid, batch.height, batch.width
+        alpha = torch.empty((b, height, width), dtype=torch.uint8)
+        with _model_errors(self.family.name):
+            masks = postprocess(raw, self.family)
             if self.device.type == "cpu":
-                masks = self.masks(images)
-                alpha = torch.empty((b, height, width), dtype=torch.uint8)
                 _resize_masks_cpu(masks, alpha.numpy()[:n])
             else:
-                dev_images = images.to(self.device, non_blocking=True)
-                up = _resize_masks_torch(self.masks(dev_images), height, width)
-                alpha = torch.empty((b, height, width), dtype=torch.uint8)
-                alpha[:n].copy_(up)
-        except ModelError:
-            raise
-        except Exception as exc:  # onnxruntime errors at run time (shapes, memory)
-            raise ModelError(f"{self.family.name}: inference failed: {exc}".splitlines()[0]) from exc
+                alpha[:n].copy_(_resize_masks_torch(masks, height, width))
         if n < b:  # padding: any valid alpha will do; repeat the last real one
             alpha[n:] = alpha[n - 1]
         return MattedBatch(batch, alpha)
+
+    def __call__(self, batch: Batch) -> MattedBatch:
+        return self.finish(batch, self.infer(self.prepare(batch)))
+
+
+@contextlib.contextmanager
+def _model_errors(name: str) -> Iterator[None]:
+    """onnxruntime and torch errors at run time (shapes, memory) as one-line ModelErrors."""
+    try:
+        yield
+    except ModelError:
+        raise
+    except Exception as exc:
+        raise ModelError(f"{name}: inference failed: {exc}".splitlines()[0]) from exc
