@@ -61,7 +61,7 @@ def create_sink(
     compositor = Compositor(parse_background(background)) if background else None
     mode = "matte" if matte else ("composite" if compositor else "alpha")
     if fmt == "png":
-        return PngSequenceSink(output, mode=mode, compositor=compositor)
+        return PngSequenceSink(output, mode=mode, compositor=compositor, threads=threads)
     if mode == "matte":
         spec = matte_spec(fmt, codec)
     elif mode == "composite":

@@ -21,6 +21,8 @@ import json
 import logging
 import os
 import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import av
@@ -55,11 +57,15 @@ class PngSequenceSink:
     """RGBA (or matte gray / composite RGB) PNG files plus a timestamps sidecar."""
 
     def __init__(
-        self, output: str | Path, *, mode: str = "alpha", compositor: Compositor | None = None
+        self, output: str | Path, *, mode: str = "alpha", compositor: Compositor | None = None, threads: int = 2
     ) -> None:
         if mode == "composite" and compositor is None:
             raise ValueError("composite mode needs a compositor")
         self.output = str(output)
+        #: PNGs are independent: ``threads`` of them are compressed at once (zlib releases the GIL)
+        self.threads = max(1, threads)
+        self._pool: ThreadPoolExecutor | None = None
+        self._local = threading.local()
         self.mode = mode
         self.compositor = compositor
         self.frames = 0
@@ -96,10 +102,7 @@ class PngSequenceSink:
             raise OutputError(f"cannot write {self.output}: {exc.strerror or exc}") from exc
         self._tmp = tmp
         self._pix_fmt = {"alpha": "rgba", "matte": "gray", "composite": "rgb24"}[self.mode]
-        self._encoder = av.codec.CodecContext.create("png", "w")
-        self._encoder.width, self._encoder.height = info.width, info.height
-        self._encoder.pix_fmt = self._pix_fmt
-        self._encoder.options = {"compression_level": "1"}  # fast; level 3 is ~15 % smaller
+        self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="sm-png") if self.threads > 1 else None
         self._opened = True
         if self.compositor is not None:
             self.compositor.prepare(info.width, info.height)
@@ -111,31 +114,51 @@ class PngSequenceSink:
             raise OutputError(f"{self.output} is not open")
         n = batch.valid
         rgb, alpha = batch.batch.images[:n].numpy(), batch.alpha[:n].numpy()
-        w, h = self._info.width, self._info.height
-        for i in range(n):
-            x, a = rgb[i], alpha[i]
-            if x.shape[:2] != (h, w):
-                x = cv2.resize(x, (w, h), interpolation=cv2.INTER_AREA)
-                a = cv2.resize(a, (w, h), interpolation=cv2.INTER_AREA)
-            if self.mode == "alpha":
-                img = np.empty((h, w, 4), np.uint8)
-                img[..., :3] = x
-                img[..., 3] = a
-            elif self.mode == "matte":
-                img = a
-            else:
-                assert self.compositor is not None
-                img = self.compositor.apply(x, a)
-            name = self._name % self.frames
-            try:
-                packets = self._encoder.encode(av.VideoFrame.from_ndarray(img, format=self._pix_fmt))
-                with open(self._tmp / name, "wb") as fh:
-                    for packet in packets:
-                        fh.write(packet)
-            except (av.FFmpegError, OSError) as exc:
-                raise OutputError(f"cannot write {self._tmp / name}: {exc}") from exc
+        jobs = [(rgb[i], alpha[i], self._name % (self.frames + i)) for i in range(n)]
+        if self._pool is None:
+            for job in jobs:
+                self._write_one(*job)
+        else:
+            for future in [self._pool.submit(self._write_one, *job) for job in jobs]:
+                future.result()  # in order; re-raises the first error
+        for i, (_, _, name) in enumerate(jobs):
             self._entries.append({"file": name, "pts": int(batch.batch.pts[i])})
-            self.frames += 1
+        self.frames += n
+
+    def _encoder(self) -> av.codec.CodecContext:
+        """This thread's PNG encoder (a codec context must not be shared between threads)."""
+        enc = getattr(self._local, "encoder", None)
+        if enc is None:
+            enc = av.codec.CodecContext.create("png", "w")
+            enc.width, enc.height = self._info.width, self._info.height
+            enc.pix_fmt = self._pix_fmt
+            enc.options = {"compression_level": "1"}  # fast; level 3 is ~15 % smaller
+            self._local.encoder = enc
+        return enc
+
+    def _write_one(self, x: np.ndarray, a: np.ndarray, name: str) -> None:
+        w, h = self._info.width, self._info.height
+        if x.shape[:2] != (h, w):
+            x = cv2.resize(x, (w, h), interpolation=cv2.INTER_AREA)
+            a = cv2.resize(a, (w, h), interpolation=cv2.INTER_AREA)
+        if self.mode == "alpha":
+            img = np.empty((h, w, 4), np.uint8)
+            img[..., :3] = x
+            img[..., 3] = a
+        elif self.mode == "matte":
+            img = a
+        else:
+            assert self.compositor is not None
+            img = self.compositor.apply(x, a)
+        assert self._tmp is not None
+        path = self._tmp / name
+        try:
+            packets = self._encoder().encode(av.VideoFrame.from_ndarray(img, format=self._pix_fmt))
+            with open(path, "wb") as fh:
+                for packet in packets:
+                    fh.write(packet)
+        except (av.FFmpegError, OSError) as exc:
+            raise OutputError(f"cannot write {path}: {exc}") from exc
 
     def _sidecar(self) -> dict[str, object]:
         tb = self._info.time_base
@@ -151,6 +174,8 @@ class PngSequenceSink:
         if self._closed:
             return
         self._closed = True
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
         tmp = self._tmp
         if tmp is None:
             return
