@@ -64,8 +64,8 @@ def select_backend(session: Any, device: str = "auto") -> BackendChoice:
     granted = list(session.inner_session.get_providers())
     if not any(p in granted for p in _GPU_PROVIDERS):
         reason = f"the onnxruntime session runs on {', '.join(granted)}"
-        if asked:
-            log.warning("device=%s: %s, not CUDA; the batched matter runs on the CPU (slow)", device, reason)
+        if asked:  # create_session already warned loudly about the provider fallback
+            log.info("device=%s: %s, not CUDA; the batched matter runs on the CPU", device, reason)
         return BackendChoice("cpu", reason)
     if not torch.cuda.is_available():
         reason = f"torch.cuda.is_available() is False (torch {torch.__version__})"

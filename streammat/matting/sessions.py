@@ -84,7 +84,9 @@ def create_session(model: str = DEFAULT_MODEL, *, device: str = "auto", threads:
         store.ensure_available(name)
     try:
         with warnings.catch_warnings(), _custom_home(path.resolve() if is_path else None):
-            warnings.simplefilter("ignore", RuntimeWarning)  # rembg's fallback warning; we log our own
+            # rembg's and onnxruntime's provider-fallback warnings: check_granted says it better
+            warnings.simplefilter("ignore", RuntimeWarning)
+            warnings.simplefilter("ignore", UserWarning)
             session = rembg.new_session(name, **kwargs)
     except ModelError:
         raise
