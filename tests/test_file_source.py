@@ -118,3 +118,35 @@ def test_close_from_another_thread_stops_iteration(clip):
     next(it)
     src.close()
     assert len(list(it)) <= 1
+
+
+@pytest.mark.parametrize("rotation, corner", [(90, "bottom-left"), (-90, "top-right"), (180, "bottom-right")])
+def test_rotation_follows_ffmpeg_autorotate(tmp_path, rotation, corner):
+    """A display matrix of +90 (counter-clockwise, av_display_rotation_set) is shown by
+    ffmpeg's autorotate with ``transpose=cclock``: the stored top-left corner ends up
+    bottom-left; -90 is ``transpose=clock`` (top-right); 180 is both flips."""
+    import av
+
+    path = tmp_path / "marked.mp4"
+    img = np.zeros((48, 64, 3), np.uint8)
+    img[:12, :12] = (255, 255, 255)  # a white block in the stored top-left corner
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv444p"
+        s.set_display_rotation(rotation)
+        for i in range(3):
+            vf = av.VideoFrame.from_ndarray(img, format="rgb24")
+            vf.pts = i
+            for pkt in s.encode(vf):
+                out.mux(pkt)
+        for pkt in s.encode():
+            out.mux(pkt)
+    _, frames, _ = read_all(path)
+    shown = frames[0].image[..., 0].astype(int)
+    h, w = shown.shape
+    corners = {
+        "top-left": shown[:6, :6], "top-right": shown[:6, w - 6 :],
+        "bottom-left": shown[h - 6 :, :6], "bottom-right": shown[h - 6 :, w - 6 :],
+    }
+    assert corners[corner].mean() > 200, {k: v.mean() for k, v in corners.items()}
+    assert sum(v.mean() > 200 for v in corners.values()) == 1
