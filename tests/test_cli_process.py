@@ -50,6 +50,7 @@ def test_alpha_outputs_keep_every_frame_its_time_and_alpha(tiny_home, clip, tmp_
     if name.endswith((".mov", ".mkv", ".webm")):
         info = probe(out)
         assert info["has_audio"], f"{name} lost the audio track"
+        assert info["duration"] == pytest.approx(probe(src)["duration"], abs=2e-3)
 
 
 def test_matte_and_background_outputs(tiny_home, clip, tmp_path):
