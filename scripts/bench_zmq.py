@@ -216,8 +216,14 @@ def stall_ab(*, seconds: float, width: int, height: int, window: float = 0.6, se
                 count, busy, t0, c0 = 0, 0.0, time.monotonic(), time.thread_time()
                 while time.monotonic() - t0 < span:
                     s = time.perf_counter()
-                    pub.send_frame([frames[n % 4]], layout="rgba", pts=n, time_base=Fraction(1, 90000),
-                                   index=n, capture_time=time.time())
+                    pub.send_frame(
+                        [frames[n % 4]],
+                        layout="rgba",
+                        pts=n,
+                        time_base=Fraction(1, 90000),
+                        index=n,
+                        capture_time=time.time(),
+                    )
                     busy += time.perf_counter() - s
                     n += 1
                     count += 1
@@ -261,9 +267,7 @@ def main() -> int:
     ap.add_argument("--height", type=int, default=1080)
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args()
-    common = dict(
-        seconds=args.seconds, rate=args.rate, max_rate=args.max_rate, width=args.width, height=args.height
-    )
+    common = dict(seconds=args.seconds, rate=args.rate, max_rate=args.max_rate, width=args.width, height=args.height)
     rows = [stall_ab(seconds=args.seconds * 2, width=args.width, height=args.height)]
     ab = rows[0]
     print("  done: stalled A/B", file=sys.stderr, flush=True)
@@ -287,8 +291,10 @@ def main() -> int:
         f"{'scenario':<20} {'mode':<14} {'pub f/s':>8} {'send µs':>8} {'pub CPU%':>8} {'sub f/s':>8} {'MB/s':>8} "
         f"{'p50 ms':>7} {'p95 ms':>7} {'lost %':>7}"
     )
-    print(f"\n{args.width}x{args.height} RGBA ({args.width * args.height * 4 / 1e6:.1f} MB/frame) over tcp "
-          f"loopback, {args.seconds:g} s per scenario, {os.cpu_count()} CPUs, libzmq {zmq.zmq_version()}")
+    print(
+        f"\n{args.width}x{args.height} RGBA ({args.width * args.height * 4 / 1e6:.1f} MB/frame) over tcp "
+        f"loopback, {args.seconds:g} s per scenario, {os.cpu_count()} CPUs, libzmq {zmq.zmq_version()}"
+    )
     print(head)
     print("-" * len(head))
     for r in rows[1:]:
@@ -319,8 +325,12 @@ def main() -> int:
         args.json.write_text(
             json.dumps(
                 {
-                    "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                                "libzmq": zmq.zmq_version(), "pyzmq": zmq.__version__},
+                    "machine": {
+                        "cpus": os.cpu_count(),
+                        "python": platform.python_version(),
+                        "libzmq": zmq.zmq_version(),
+                        "pyzmq": zmq.__version__,
+                    },
                     "width": args.width,
                     "height": args.height,
                     "seconds": args.seconds,

@@ -94,10 +94,7 @@ class Batch:
     def frames(self) -> list[Frame]:
         """The valid frames as ``Frame`` objects (views, no copies)."""
         caps = self.capture_times or (None,) * self.size
-        return [
-            Frame(self.images[i], self.pts[i], self.time_base, self.indices[i], caps[i])
-            for i in range(self.valid)
-        ]
+        return [Frame(self.images[i], self.pts[i], self.time_base, self.indices[i], caps[i]) for i in range(self.valid)]
 
 
 @dataclass(frozen=True)
@@ -110,9 +107,7 @@ class MattedBatch:
     def __post_init__(self) -> None:
         a, x = self.alpha, self.batch.images
         if a.ndim != 3 or a.dtype != torch.uint8 or tuple(a.shape) != tuple(x.shape[:3]):
-            raise ValueError(
-                f"expected alpha (B,H,W)={tuple(x.shape[:3])} uint8, got {tuple(a.shape)} {a.dtype}"
-            )
+            raise ValueError(f"expected alpha (B,H,W)={tuple(x.shape[:3])} uint8, got {tuple(a.shape)} {a.dtype}")
 
     @property
     def valid(self) -> int:

@@ -141,9 +141,7 @@ class Pipeline:
             self.source.close()
             raise
 
-        frames_q: queue.Queue = (
-            _LatestQueue() if self.source.backpressure == "latest" else queue.Queue(self.batch_size)
-        )
+        frames_q: queue.Queue = _LatestQueue() if self.source.backpressure == "latest" else queue.Queue(self.batch_size)
         # live: the matter always takes the newest batch, so latency stays one inference
         batches_q: queue.Queue = (
             _LatestQueue() if self.source.backpressure == "latest" else queue.Queue(self.queue_depth)

@@ -315,9 +315,7 @@ class SyntheticCamera:
             cap.release()
 
 
-def camera_clip(
-    path: str | Path, frames: int = 60, width: int = 64, height: int = 48, fps: float = 30.0
-) -> Path:
+def camera_clip(path: str | Path, frames: int = 60, width: int = 64, height: int = 48, fps: float = 30.0) -> Path:
     """Write ``frames`` numbered ``synthetic_frame`` images as a small lossless FFV1 ``.avi``
     (frame numbers survive; or a lossy ``mp4v`` ``.mp4``) that ``CameraSource`` plays as a
     file camera."""
@@ -450,8 +448,18 @@ class ListSource:
 
     backpressure = "block"
 
-    def __init__(self, n: int, *, h: int = 16, w: int = 24, step: int = 1, time_base: Fraction = Fraction(1, 25),
-                 delay: float = 0.0, fail_at: int | None = None, backpressure: str = "block") -> None:
+    def __init__(
+        self,
+        n: int,
+        *,
+        h: int = 16,
+        w: int = 24,
+        step: int = 1,
+        time_base: Fraction = Fraction(1, 25),
+        delay: float = 0.0,
+        fail_at: int | None = None,
+        backpressure: str = "block",
+    ) -> None:
         self.n, self.h, self.w, self.step, self.time_base = n, h, w, step, time_base
         self.delay, self.fail_at, self.backpressure = delay, fail_at, backpressure
         self.closed = False

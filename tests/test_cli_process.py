@@ -128,11 +128,15 @@ def test_a_real_process_prints_no_traceback_for_a_bad_input(tmp_path, cli_env):
     bad.write_text("not a video\n")
     proc = subprocess.run(
         [sys.executable, "-m", "streammat", "process", str(bad), "-o", str(tmp_path / "o.mov"), *MODEL],
-        capture_output=True, text=True, env=cli_env, timeout=60,
+        capture_output=True,
+        text=True,
+        env=cli_env,
+        timeout=60,
     )
     assert proc.returncode == 1
-    assert proc.stderr.strip().splitlines() == [f"streammat: error: {bad}: not a video, or damaged/truncated "
-                                                 "(Invalid data found when processing input)"]
+    assert proc.stderr.strip().splitlines() == [
+        f"streammat: error: {bad}: not a video, or damaged/truncated (Invalid data found when processing input)"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -161,7 +165,10 @@ def test_sigint_mid_encode_finalizes_a_playable_partial(tiny_home, tmp_path, cli
     out = tmp_path / "out.mkv"
     proc = subprocess.Popen(
         [sys.executable, "-m", "streammat", "process", str(src), "-o", str(out), *MODEL, "--exact"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env,
     )
     # wait until the output has started growing, then interrupt
     deadline = time.monotonic() + 60

@@ -145,8 +145,10 @@ def test_rotation_follows_ffmpeg_autorotate(tmp_path, rotation, corner):
     shown = frames[0].image[..., 0].astype(int)
     h, w = shown.shape
     corners = {
-        "top-left": shown[:6, :6], "top-right": shown[:6, w - 6 :],
-        "bottom-left": shown[h - 6 :, :6], "bottom-right": shown[h - 6 :, w - 6 :],
+        "top-left": shown[:6, :6],
+        "top-right": shown[:6, w - 6 :],
+        "bottom-left": shown[h - 6 :, :6],
+        "bottom-right": shown[h - 6 :, w - 6 :],
     }
     assert corners[corner].mean() > 200, {k: v.mean() for k, v in corners.items()}
     assert sum(v.mean() > 200 for v in corners.values()) == 1

@@ -124,11 +124,7 @@ def test_prores_aw_option(tmp_path: Path):
     frames = list(read_rgba(out))
     exp = expected_rgba(batches)
     assert (
-        max(
-            int(np.abs(f.image[..., 3].astype(int) - e[..., 3]).max())
-            for f, e in zip(frames, exp, strict=True)
-        )
-        == 0
+        max(int(np.abs(f.image[..., 3].astype(int) - e[..., 3]).max()) for f, e in zip(frames, exp, strict=True)) == 0
     )
     with pytest.raises(OutputError, match="even width"):
         create_sink(str(tmp_path / "odd.mov"), codec="prores").open(info_for(65, 49))

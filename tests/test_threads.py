@@ -22,8 +22,12 @@ def test_plan_counts(cores: int) -> None:
 def test_two_cores() -> None:
     plan = plan_threads(2)
     assert plan == ThreadPlan(
-        cores=2, onnx_intra_op=1, torch_threads=1, opencv_threads=1,
-        decode_threads=2, encode_threads=2,
+        cores=2,
+        onnx_intra_op=1,
+        torch_threads=1,
+        opencv_threads=1,
+        decode_threads=2,
+        encode_threads=2,
     )
 
 

@@ -87,8 +87,9 @@ def test_subscribe_ctrl_c_finalizes_a_partial_recording(tiny_home, cli_env, tmp_
         try:
             assert pub.wait_for_subscribers(1, timeout=30)
             for i in range(6):
-                pub.send_frame([np.full((16, 16, 4), 9 * i, np.uint8)], layout="rgba", pts=i,
-                               time_base=Fraction(1, 25), index=i)
+                pub.send_frame(
+                    [np.full((16, 16, 4), 9 * i, np.uint8)], layout="rgba", pts=i, time_base=Fraction(1, 25), index=i
+                )
                 time.sleep(0.02)
             time.sleep(1.0)  # let it write
             sub.send_signal(signal.SIGINT)

@@ -174,11 +174,7 @@ def test_fuzz_header_json(value) -> None:
 
 
 _VALUES = (
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**70), max_value=2**70)
-    | st.floats()
-    | st.text(max_size=12)
+    st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70) | st.floats() | st.text(max_size=12)
 )
 
 
@@ -205,8 +201,7 @@ def test_fuzz_mutated_valid_headers(changes: dict, removed: list, layout: str, e
     except MalformedMessage:
         return
     if isinstance(msg, DecodedFrame):  # accepted: then it must be self-consistent
-        for p, s in zip(msg.planes, plane_shapes(msg.header.layout, msg.header.width, msg.header.height),
-                        strict=True):
+        for p, s in zip(msg.planes, plane_shapes(msg.header.layout, msg.header.width, msg.header.height), strict=True):
             assert p.shape == s
 
 

@@ -269,8 +269,20 @@ def test_malformed_messages_are_counted_and_skipped() -> None:
     raw.setsockopt(zmq.LINGER, 0)
     port = raw.bind_to_random_port("tcp://127.0.0.1")
     good = {"v": 1, "kind": "idle", "stream": "x", "next_seq": 0, "time": 1.0}
-    frame = {"v": 1, "kind": "frame", "stream": "x", "seq": 0, "index": 0, "pts": 0, "time_base": "1/25",
-             "capture_time": None, "width": 2, "height": 2, "layout": "a", "encoding": "raw"}
+    frame = {
+        "v": 1,
+        "kind": "frame",
+        "stream": "x",
+        "seq": 0,
+        "index": 0,
+        "pts": 0,
+        "time_base": "1/25",
+        "capture_time": None,
+        "width": 2,
+        "height": 2,
+        "layout": "a",
+        "encoding": "raw",
+    }
     bad = [
         [b"only one part"],
         [b"", b"{not json"],
@@ -375,7 +387,9 @@ def test_zmq_source_feeds_a_pipeline_and_keeps_pts(pub: Publisher) -> None:
     assert isinstance(source, ZmqSource) and source.backpressure == "block"
     sink = ListSink()
     pipe = Pipeline(
-        source, lambda b: MattedBatch(b, torch.full(b.images.shape[:3], 255, dtype=torch.uint8)), [sink],
+        source,
+        lambda b: MattedBatch(b, torch.full(b.images.shape[:3], 255, dtype=torch.uint8)),
+        [sink],
         batch_size=4,
     )
     result: list = []

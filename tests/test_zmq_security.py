@@ -116,6 +116,4 @@ def test_bad_key_files_are_transport_errors(keys: Path, tmp_path: Path) -> None:
         Subscription("tcp://127.0.0.1:9", security=ClientSecurity.from_dir(empty)).open()
     # a public key where a secret key is needed
     with pytest.raises(TransportError):
-        Subscription(
-            "tcp://127.0.0.1:9", security=ClientSecurity(keys / "client.key", keys / "server.key")
-        ).open()
+        Subscription("tcp://127.0.0.1:9", security=ClientSecurity(keys / "client.key", keys / "server.key")).open()

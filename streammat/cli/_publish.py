@@ -47,7 +47,6 @@ def add_publish_arguments(parser: argparse.ArgumentParser) -> None:
         help="frames queued per subscriber before its frames are dropped (default 16)",
     )
 
-
     g.add_argument(
         "--publish-wait",
         type=int,

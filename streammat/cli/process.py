@@ -75,7 +75,11 @@ def build_sinks(args: argparse.Namespace, cfg: ProcessConfig, plan: ThreadPlan) 
 
         sinks.append(
             create_sink(
-                args.output, format=cfg.format, matte=cfg.matte, background=cfg.background, codec=cfg.codec,
+                args.output,
+                format=cfg.format,
+                matte=cfg.matte,
+                background=cfg.background,
+                codec=cfg.codec,
                 threads=plan.encode_threads,
             )
         )

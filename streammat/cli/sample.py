@@ -20,7 +20,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     path = make_sample_clip(
-        args.output, width=args.width, height=args.height, seconds=args.seconds, fps=args.fps,
+        args.output,
+        width=args.width,
+        height=args.height,
+        seconds=args.seconds,
+        fps=args.fps,
         audio=not args.no_audio,
     )
     print(f"wrote {path}")

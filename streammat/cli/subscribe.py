@@ -109,9 +109,7 @@ class _Meter:
 def run(args: argparse.Namespace) -> int:
     url = args.url[len("zmq+") :] if args.url.startswith("zmq+") else args.url
     security = ClientSecurity.from_dir(args.secure) if args.secure else None
-    sub = Subscription(
-        url, topic=args.topic, latest_only=args.latest, timeout=args.timeout, security=security
-    )
+    sub = Subscription(url, topic=args.topic, latest_only=args.latest, timeout=args.timeout, security=security)
     show = args.stats or not args.output
     meter = _Meter()
     sink: Sink | None = None

@@ -33,8 +33,7 @@ def create_matter(session: Any, *, fast: bool = True, device: str = "auto") -> M
     family = family_for(session)
     if family is None:
         log.info(
-            "model %s: no batched implementation for this model; using the exact per-frame "
-            "rembg path (slower)",
+            "model %s: no batched implementation for this model; using the exact per-frame rembg path (slower)",
             name,
         )
         return RembgMatter(session)

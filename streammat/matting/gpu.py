@@ -112,12 +112,20 @@ class CudaRunner:
         y = torch.empty(self._out_shape(x), dtype=torch.float32, device=self.device)
         binding = self.inner.io_binding()
         binding.bind_input(
-            self.input_name, device_type="cuda", device_id=self.device_id, element_type=np.float32,
-            shape=tuple(x.shape), buffer_ptr=x.data_ptr(),
+            self.input_name,
+            device_type="cuda",
+            device_id=self.device_id,
+            element_type=np.float32,
+            shape=tuple(x.shape),
+            buffer_ptr=x.data_ptr(),
         )
         binding.bind_output(
-            self.output_name, device_type="cuda", device_id=self.device_id, element_type=np.float32,
-            shape=tuple(y.shape), buffer_ptr=y.data_ptr(),
+            self.output_name,
+            device_type="cuda",
+            device_id=self.device_id,
+            element_type=np.float32,
+            shape=tuple(y.shape),
+            buffer_ptr=y.data_ptr(),
         )
         # torch wrote x on its current stream; onnxruntime uses its own: order them
         torch.cuda.current_stream(self.device).synchronize()

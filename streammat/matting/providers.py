@@ -26,9 +26,7 @@ def _available() -> list[str]:
     try:
         import onnxruntime as ort
     except ImportError as exc:  # pragma: no cover - depends on the install
-        raise ModelError(
-            "onnxruntime is not installed: pip install 'streammat[cpu]' (or 'streammat[gpu]')"
-        ) from exc
+        raise ModelError("onnxruntime is not installed: pip install 'streammat[cpu]' (or 'streammat[gpu]')") from exc
     return list(ort.get_available_providers())
 
 

@@ -27,9 +27,7 @@ def _import_rembg() -> Any:
     try:
         import onnxruntime  # noqa: F401  (rembg exits the process without it)
     except ImportError as exc:
-        raise ModelError(
-            "onnxruntime is not installed: pip install 'streammat[cpu]' (or 'streammat[gpu]')"
-        ) from exc
+        raise ModelError("onnxruntime is not installed: pip install 'streammat[cpu]' (or 'streammat[gpu]')") from exc
     import rembg
     import rembg.sessions
 

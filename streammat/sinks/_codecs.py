@@ -41,9 +41,7 @@ _X264 = {"crf": "18", "preset": "veryfast"}
 
 PRORES_KS = CodecSpec("prores_ks", "yuva444p10le", "ProRes 4444 (prores_ks)", {"profile": "4444"})
 PRORES_AW = CodecSpec("prores", "yuva444p10le", "ProRes 4444 (prores_aw)", {"profile": "4"})
-VP9_ALPHA = CodecSpec(
-    "libvpx-vp9", "yuva420p", "VP9 with alpha", dict(_VP9_FAST), metadata={"alpha_mode": "1"}
-)
+VP9_ALPHA = CodecSpec("libvpx-vp9", "yuva420p", "VP9 with alpha", dict(_VP9_FAST), metadata={"alpha_mode": "1"})
 # bgra: exact RGBA (FFV1 codes it losslessly with its reversible colour transform); the
 # RGBA→BGRA swizzle is cheap, whereas yuva444p would round RGB through a YUV matrix.
 FFV1_ALPHA = CodecSpec(
@@ -96,9 +94,7 @@ def matte_spec(fmt: str, codec: str | None = None) -> CodecSpec:
     if fmt in ("h264",):
         spec = CodecSpec("libx264", "yuv420p", "H.264 matte (full range)", dict(_X264), "JPEG", "yuv444p")
     elif fmt == "ffv1":
-        spec = CodecSpec(
-            "ffv1", "gray", "FFV1 lossless matte", {"level": "3", "slices": "4"}, color_range=None
-        )
+        spec = CodecSpec("ffv1", "gray", "FFV1 lossless matte", {"level": "3", "slices": "4"}, color_range=None)
     elif fmt == "prores":
         spec = CodecSpec("prores_ks", "yuv422p10le", "ProRes 422 HQ matte", {"profile": "3"}, "MPEG")
     elif fmt == "vp9":
@@ -113,9 +109,7 @@ def composite_spec(fmt: str, codec: str | None = None) -> CodecSpec:
     if fmt == "vp9":
         spec = CodecSpec("libvpx-vp9", "yuv420p", "VP9 composite", dict(_VP9_FAST))
     elif fmt == "ffv1":
-        spec = CodecSpec(
-            "ffv1", "bgr0", "FFV1 lossless composite", {"level": "3", "slices": "4"}, color_range=None
-        )
+        spec = CodecSpec("ffv1", "bgr0", "FFV1 lossless composite", {"level": "3", "slices": "4"}, color_range=None)
     elif fmt in ("h264", "prores"):
         spec = CodecSpec("libx264", "yuv420p", "H.264 composite", dict(_X264), "MPEG", "yuv444p")
     else:

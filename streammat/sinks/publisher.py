@@ -138,4 +138,3 @@ class PublisherSink:
         extra = f", topic {self.topic!r}" if self.topic else ""
         comp = f", {self.compression}" if self.compression else ""
         return f"zmq {self.url} ({self.layout}{comp}{extra}, {self._frames} frames)"
-

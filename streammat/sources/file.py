@@ -97,7 +97,12 @@ class FileSource:
         )
         log.info(
             "%s: %dx%d %s, %s frames, audio: %s",
-            name, w, h, stream.codec_context.name, self.info.frames or "?", bool(container.streams.audio),
+            name,
+            w,
+            h,
+            stream.codec_context.name,
+            self.info.frames or "?",
+            bool(container.streams.audio),
         )
         return self.info
 
@@ -151,8 +156,9 @@ class FileSource:
             log.warning("%s: repaired %d non-increasing timestamps", self.path, self._stats["repaired_pts"])
         if self._stats["skipped"]:
             n = self._stats["skipped"]
-            raise InputError(f"{self.path}: corrupt data: skipped {n} undecodable packet{'s' * (n > 1)}, "
-                             "their frames are missing")
+            raise InputError(
+                f"{self.path}: corrupt data: skipped {n} undecodable packet{'s' * (n > 1)}, their frames are missing"
+            )
         if self._stream is not None and self._stream.frames and index < self._stream.frames * _TRUNCATION_SLACK:
             raise InputError(f"{self.path}: truncated or corrupt: decoded {index} of {self._stream.frames} frames")
         missing = self._missing_seconds(last_pts)

@@ -210,9 +210,7 @@ def _time(v: Any, key: str, *, optional: bool) -> float | None:
     return float(v)
 
 
-def parse_header(
-    data: bytes | memoryview, *, max_pixels: int = DEFAULT_MAX_PIXELS
-) -> FrameHeader | ControlHeader:
+def parse_header(data: bytes | memoryview, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> FrameHeader | ControlHeader:
     """Parse and validate a header part. Raises ``MalformedMessage``."""
     if len(data) > MAX_HEADER_BYTES:
         raise MalformedMessage(f"header of {len(data)} bytes exceeds {MAX_HEADER_BYTES}")
@@ -308,9 +306,7 @@ def decode_message(
         return topic, header
     shapes = plane_shapes(header.layout, header.width, header.height)
     if len(parts) != 2 + len(shapes):
-        raise MalformedMessage(
-            f"layout {header.layout!r}: expected {2 + len(shapes)} parts, got {len(parts)}"
-        )
+        raise MalformedMessage(f"layout {header.layout!r}: expected {2 + len(shapes)} parts, got {len(parts)}")
     planes = []
     for part, shape in zip(parts[2:], shapes, strict=True):
         expected = math.prod(shape)

@@ -365,5 +365,10 @@ def subscribe(
     ``timeout``: seconds without any message before iteration raises ``TransportError``
     (None waits forever). Other keyword options: see ``Subscription``."""
     return Subscription(
-        url, topic=topic, latest_only=latest_only, timeout=timeout, security=security, **options  # type: ignore[arg-type]
+        url,
+        topic=topic,
+        latest_only=latest_only,
+        timeout=timeout,
+        security=security,
+        **options,  # type: ignore[arg-type]
     ).open()
