@@ -152,3 +152,13 @@ def test_rotation_follows_ffmpeg_autorotate(tmp_path, rotation, corner):
     }
     assert corners[corner].mean() > 200, {k: v.mean() for k, v in corners.items()}
     assert sum(v.mean() > 200 for v in corners.values()) == 1
+
+
+def test_urls_go_to_ffmpeg(clip):
+    path = clip(frames=5)
+    src = FileSource(f"file://{path}")
+    info = src.open()
+    assert src.is_url and (info.width, info.height) == (64, 48) and len(list(src)) == 5
+    src.close()
+    with pytest.raises(InputError, match=r"http://127\.0\.0\.1:9/x\.mp4"):  # loopback, nothing listens
+        FileSource("http://127.0.0.1:9/x.mp4").open()

@@ -1,4 +1,5 @@
-"""Video files through PyAV: any container and codec ffmpeg reads.
+"""Video files (and URLs ffmpeg reads: rtsp://, http://…) through PyAV: any container and
+codec ffmpeg reads.
 
 Backpressure "block": a slow consumer slows decoding and nothing is lost. Each frame
 keeps its own pts (variable frame rate stays variable). Frames are converted to RGB24
@@ -36,6 +37,9 @@ class FileSource:
     backpressure = "block"
 
     def __init__(self, path: str | os.PathLike[str], *, threads: int = 0, max_consecutive_errors: int = 25) -> None:
+        #: what the user gave: a file path, or a URL ffmpeg reads (rtsp://, http://, file:…)
+        self.name = os.fspath(path)
+        self.is_url = "://" in self.name
         self.path = Path(path)
         self.threads = threads
         self.max_consecutive_errors = max_consecutive_errors
@@ -49,17 +53,21 @@ class FileSource:
 
     # -- lifecycle ----------------------------------------------------------------
     def open(self) -> StreamInfo:
-        name = str(self.path)
-        if not self.path.exists():
-            raise InputError(f"{name}: no such file")
-        if self.path.is_dir():
-            raise InputError(f"{name}: is a directory, not a video file")
-        if self.path.stat().st_size == 0:
-            raise InputError(f"{name}: empty file (0 bytes)")
+        name = self.name
+        if not self.is_url:
+            if not self.path.exists():
+                raise InputError(f"{name}: no such file")
+            if self.path.is_dir():
+                raise InputError(f"{name}: is a directory, not a video file")
+            if self.path.stat().st_size == 0:
+                raise InputError(f"{name}: empty file (0 bytes)")
+        # a network input that stops answering is an error after 10 s, not a hang
+        options = {"rw_timeout": "10000000"} if self.is_url else {}
         try:
-            container = av.open(name, metadata_errors="ignore")
+            container = av.open(name, options=options, metadata_errors="ignore")
         except av.error.FFmpegError as exc:
-            raise InputError(f"{name}: not a video, or damaged/truncated ({_reason(exc)})") from exc
+            problem = "cannot open" if self.is_url else "not a video, or damaged/truncated"
+            raise InputError(f"{name}: {problem} ({_reason(exc)})") from exc
         except OSError as exc:
             raise InputError(f"{name}: cannot read ({exc.strerror or exc})") from exc
         self._container = container
@@ -113,7 +121,7 @@ class FileSource:
             try:
                 container.close()
             except Exception:  # pragma: no cover - closing a broken container
-                log.debug("error closing %s", self.path, exc_info=True)
+                log.debug("error closing %s", self.name, exc_info=True)
 
     @property
     def stats(self) -> dict[str, int]:
@@ -129,7 +137,7 @@ class FileSource:
     # -- iteration ----------------------------------------------------------------
     def __iter__(self) -> Iterator[Frame]:
         if self.info is None or self._frames is None or self._first is None:
-            raise InputError(f"{self.path}: source is not open")
+            raise InputError(f"{self.name}: source is not open")
         tb = self.info.time_base
         last_pts: int | None = None
         index = 0
@@ -153,17 +161,17 @@ class FileSource:
         if self._closed.is_set():
             return
         if self._stats["repaired_pts"]:
-            log.warning("%s: repaired %d non-increasing timestamps", self.path, self._stats["repaired_pts"])
+            log.warning("%s: repaired %d non-increasing timestamps", self.name, self._stats["repaired_pts"])
         if self._stats["skipped"]:
             n = self._stats["skipped"]
             raise InputError(
-                f"{self.path}: corrupt data: skipped {n} undecodable packet{'s' * (n > 1)}, their frames are missing"
+                f"{self.name}: corrupt data: skipped {n} undecodable packet{'s' * (n > 1)}, their frames are missing"
             )
         if self._stream is not None and self._stream.frames and index < self._stream.frames * _TRUNCATION_SLACK:
-            raise InputError(f"{self.path}: truncated or corrupt: decoded {index} of {self._stream.frames} frames")
+            raise InputError(f"{self.name}: truncated or corrupt: decoded {index} of {self._stream.frames} frames")
         missing = self._missing_seconds(last_pts)
         if missing is not None:
-            raise InputError(f"{self.path}: truncated or corrupt: video stops {missing:.1f} s before its stated end")
+            raise InputError(f"{self.name}: truncated or corrupt: video stops {missing:.1f} s before its stated end")
 
     def _missing_seconds(self, last_pts: int | None) -> float | None:
         """Seconds of video missing at the end when the container states a longer duration
@@ -202,21 +210,21 @@ class FileSource:
                 return
             except av.error.FFmpegError as exc:
                 # A broken container structure ends the readable part of the file.
-                log.warning("%s: cannot read past a damaged part (%s)", self.path, _reason(exc))
+                log.warning("%s: cannot read past a damaged part (%s)", self.name, _reason(exc))
                 return
             except (OSError, ValueError) as exc:
                 if self._closed.is_set():
                     return
-                raise InputError(f"{self.path}: read error ({exc})") from exc
+                raise InputError(f"{self.name}: read error ({exc})") from exc
             try:
                 frames = packet.decode()
             except (av.error.FFmpegError, ValueError) as exc:  # a corrupt packet: skip, count
                 self._stats["skipped"] += 1
                 consecutive += 1
-                log.debug("%s: skipped a corrupt packet at pts %s: %s", self.path, packet.pts, exc)
+                log.debug("%s: skipped a corrupt packet at pts %s: %s", self.name, packet.pts, exc)
                 if consecutive > self.max_consecutive_errors:
                     raise InputError(
-                        f"{self.path}: corrupt data: {consecutive} packets in a row failed to decode"
+                        f"{self.name}: corrupt data: {consecutive} packets in a row failed to decode"
                     ) from exc
                 continue
             consecutive = 0
