@@ -24,6 +24,7 @@ values. It
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -41,6 +42,7 @@ from .protocol import (
     DEFAULT_MAX_PIXELS,
     ControlHeader,
     DecodedFrame,
+    FrameHeader,
     MalformedMessage,
     decode_message,
     max_message_size,
@@ -58,22 +60,14 @@ _POLL_MS = 50
 _MAX_DRAIN = 1000  # messages read per drain in latest_only mode
 
 
-@dataclass(frozen=True)
-class ReceivedFrame:
-    """One received frame. ``image`` is ``(H,W,3)`` and ``alpha`` ``(H,W)`` uint8 numpy
-    arrays (either may be None, by layout); they may be read-only views of the message."""
+@dataclass(frozen=True, kw_only=True)
+class ReceivedFrame(FrameHeader):
+    """One received frame: its header's fields (``stream``, ``seq``, ``pts``, ``time_base``,
+    ``width``, ``layout``…) plus the pictures. ``image`` is ``(H,W,3)`` and ``alpha``
+    ``(H,W)`` uint8 numpy arrays (either may be None, by layout); they may be read-only
+    views of the message."""
 
     topic: str
-    stream: str
-    seq: int
-    index: int
-    pts: int
-    time_base: Fraction
-    capture_time: float | None
-    width: int
-    height: int
-    layout: str
-    encoding: str
     image: np.ndarray | None
     alpha: np.ndarray | None
     #: ``time.time()`` when the message was received
@@ -118,18 +112,10 @@ class ReceivedFrame:
             image = msg.planes[0]
         else:
             alpha = msg.planes[0]
+        header = {f.name: getattr(h, f.name) for f in dataclasses.fields(FrameHeader)}
         return cls(
+            **header,
             topic=msg.topic.decode("utf-8", "replace"),
-            stream=h.stream,
-            seq=h.seq,
-            index=h.index,
-            pts=h.pts,
-            time_base=h.time_base,
-            capture_time=h.capture_time,
-            width=h.width,
-            height=h.height,
-            layout=h.layout,
-            encoding=h.encoding,
             image=image,
             alpha=alpha,
             received_at=received_at,
