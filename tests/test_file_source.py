@@ -85,7 +85,7 @@ def test_bad_paths_raise_one_line_input_errors(tmp_path, make, message):
 def test_audio_only_file_is_rejected(tmp_path):
     import av
 
-    from streammat.testing import _write_tone
+    from streammat.testing.media import _write_tone
 
     path = tmp_path / "tone.m4a"
     with av.open(str(path), "w") as out:
