@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from .errors import ConfigError
 
-__all__ = ["ProcessConfig", "load_config"]
+__all__ = ["ProcessConfig", "LiveConfig", "load_config"]
 
 T = TypeVar("T")
 
@@ -59,8 +59,47 @@ class ProcessConfig:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
+@dataclass(frozen=True, kw_only=True)
+class LiveConfig:
+    """Settings of ``streammat live`` (the ``live:`` section of a config file)."""
+
+    camera: str = "0"
+    width: int | None = None
+    height: int | None = None
+    fps: float | None = None
+    #: seconds without a new frame before the camera counts as lost
+    watchdog: float = 2.0
+    reconnect: bool = True
+    model: str = "selfie"
+    device: str = "auto"
+    threads: int | None = None
+    batch_size: int = 1
+    #: seconds after which a partial batch is sent (batch_size > 1)
+    flush_after: float = 0.02
+    smoothing: float = 0.5
+    threshold: float | None = None
+    feather: int = 0
+    every: int = 1
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not 0.0 <= self.smoothing < 1.0:
+            raise ConfigError(f"smoothing must be in [0, 1), got {self.smoothing}")
+        if self.threshold is not None and not 0.0 < self.threshold < 1.0:
+            raise ConfigError(f"threshold must be in (0, 1), got {self.threshold}")
+        if self.feather < 0 or self.every < 1:
+            raise ConfigError(f"feather must be >= 0 and every >= 1, got {self.feather} and {self.every}")
+        if self.watchdog <= 0:
+            raise ConfigError(f"watchdog must be > 0, got {self.watchdog}")
+
+
+_SECTIONS = {ProcessConfig: "process", LiveConfig: "live"}
+
+
 def load_config(path: str | Path | None, cls: type[T] = ProcessConfig) -> T:  # type: ignore[assignment]
-    """Load ``cls`` from a YAML file (its top-level mapping, or its ``process:`` section)."""
+    """Load ``cls`` from a YAML file: its section (``process:``, ``live:``) or, for a file
+    without sections, its top-level mapping."""
     if path is None:
         return cls()
     import yaml
@@ -74,7 +113,9 @@ def load_config(path: str | Path | None, cls: type[T] = ProcessConfig) -> T:  # 
         raise ConfigError(f"{p}: invalid YAML ({str(exc).splitlines()[0]})") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: expected a mapping of settings")
-    section = data.get("process", data) if cls is ProcessConfig else data
+    name = _SECTIONS.get(cls)  # type: ignore[call-overload]
+    sectioned = any(k in data for k in _SECTIONS.values())
+    section = (data.get(name) or {}) if sectioned else data
     known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(section) - known)
     if unknown:

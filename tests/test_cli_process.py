@@ -209,3 +209,15 @@ def test_default_config_file_loads():
 
     root = Path(__file__).resolve().parents[1]
     assert load_config(root / "configs" / "default.yaml") == ProcessConfig()
+
+
+def test_live_config_file_loads_and_validates(tmp_path):
+    from streammat.config import LiveConfig, load_config
+    from streammat.errors import ConfigError
+
+    root = Path(__file__).resolve().parents[1]
+    assert load_config(root / "configs" / "live.yaml", LiveConfig) == LiveConfig()
+    bad = tmp_path / "live.yaml"
+    bad.write_text("live:\n  smoothing: 1.5\n")
+    with pytest.raises(ConfigError, match="smoothing"):
+        load_config(bad, LiveConfig)

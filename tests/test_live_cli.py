@@ -219,3 +219,20 @@ def test_live_is_listed_in_help(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     assert "live" in capsys.readouterr().out
+
+
+def test_live_takes_its_settings_from_a_config_file(tmp_path, tiny_home, capsys):
+    clip = camera_clip(tmp_path / "cam.avi", frames=10, fps=30)
+    cfg = tmp_path / "live.yaml"
+    cfg.write_text(f"live:\n  camera: {clip}\n  model: u2netp\n  threshold: 0.5\n  smoothing: 0.0\n")
+    out = tmp_path / "out.mkv"
+    rc = main(["live", "--config", str(cfg), "--loop", "--frames", "12", "-o", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    from streammat.sources.rgba_reader import read_rgba
+
+    alpha = np.stack([f.image[..., 3] for f in read_rgba(out)])
+    assert set(np.unique(alpha)) <= {0, 255}  # the config's threshold was applied
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("live:\n  every: 0\n")
+    assert main(["live", "--config", str(bad), "--camera", str(clip)]) == 2
+    assert "every" in capsys.readouterr().err

@@ -108,7 +108,13 @@ def test_stalled_subscriber_stalls_neither_publisher_nor_others() -> None:
     stalled.connect(pub.endpoint)
     good = Subscription(pub.endpoint, timeout=5).open()
     got: list = []
-    reader = threading.Thread(target=lambda: got.extend(drain(good, 1000)))
+    def read() -> None:  # appends as frames arrive, so the sender can see the reader's progress
+        for f in good:
+            got.append(f)
+            if len(got) >= 1000:
+                break
+
+    reader = threading.Thread(target=read)
     try:
         assert stalled.poll(5000, zmq.POLLIN)  # connected (an idle message waits), never read
         wait_connected(good)
@@ -120,6 +126,11 @@ def test_stalled_subscriber_stalls_neither_publisher_nor_others() -> None:
             pub.send_frame([frame], layout="rgba", pts=i, time_base=TB, index=i)
             slowest = max(slowest, time.perf_counter() - t)
             time.sleep(0.001)  # ~1000 frames/s: a reader that keeps up on a loaded CI machine
+        # let the reader empty its queue first, so the end-of-stream message is not dropped
+        # at a full queue on a busy machine (bounded: at most 5 s)
+        settle = time.monotonic() + 5
+        while time.monotonic() < settle and (not got or got[-1].seq < 399):
+            time.sleep(0.02)
         pub.close()
         reader.join(10)
         assert not reader.is_alive()

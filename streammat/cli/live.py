@@ -10,14 +10,17 @@ p50/p95 capture→output latency, camera outages) is printed at the end, also af
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import logging
 import sys
 import threading
 import time
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from ..config import LiveConfig, load_config
 from ..errors import ConfigError, OutputError
 from ..pipeline import Pipeline, Progress
 from ._publish import add_publish_arguments, publish_sinks
@@ -42,9 +45,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "-o FILE (alpha video), --virtual-camera. A video file given as --camera plays in real time.",
     )
     src = p.add_argument_group("camera")
+    p.add_argument("--config", help="YAML settings file, `live:` section (see configs/live.yaml)")
     src.add_argument(
         "--camera",
-        default="0",
         help="camera index (0), /dev/videoN, rtsp://… URL, or a video file (default 0)",
     )
     src.add_argument("--width", type=int, help="requested capture width")
@@ -54,8 +57,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     src.add_argument(
         "--watchdog",
         type=float,
-        default=2.0,
-        help="seconds without a new frame before the camera counts as lost",
+        help="seconds without a new frame before the camera counts as lost (default 2)",
     )
     src.add_argument("--no-reconnect", action="store_true", help="end the run when the camera is lost")
     src.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
@@ -80,36 +82,31 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
 
     mat = p.add_argument_group("matting")
-    mat.add_argument("--model", default="selfie", help="model name or .onnx path (default: selfie)")
-    mat.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "tensorrt"))
+    mat.add_argument("--model", help="model name or .onnx path (default: selfie)")
+    mat.add_argument("--device", choices=("auto", "cpu", "cuda", "tensorrt"), help="default auto")
     mat.add_argument("--threads", type=int, help="model threads (default: planned from the CPU cores)")
     mat.add_argument("--exact", action="store_true", help="rembg's exact per-frame path (slow)")
-    mat.add_argument("--batch-size", type=int, default=1, help="frames per model call (default 1: lowest latency)")
-    mat.add_argument(
-        "--flush-after", type=float, default=0.02, metavar="S", help="send a partial batch after S seconds"
-    )
-    mat.add_argument("--smoothing", type=float, default=0.5, help="temporal EMA of the mask, 0..<1 (default 0.5)")
+    mat.add_argument("--batch-size", type=int, help="frames per model call (default 1: lowest latency)")
+    mat.add_argument("--flush-after", type=float, metavar="S", help="send a partial batch after S s (default 0.02)")
+    mat.add_argument("--smoothing", type=float, help="temporal EMA of the mask, 0..<1 (default 0.5)")
     mat.add_argument("--threshold", type=float, help="binarize the mask at this level (0..1)")
-    mat.add_argument("--feather", type=int, default=0, metavar="PX", help="soften mask edges by PX pixels")
-    mat.add_argument(
-        "--every", type=int, default=1, metavar="N", help="compute the mask every N frames, reuse it between"
-    )
+    mat.add_argument("--feather", type=int, metavar="PX", help="soften mask edges by PX pixels (default 0)")
+    mat.add_argument("--every", type=int, metavar="N", help="compute the mask every N frames, reuse it between")
     add_publish_arguments(p)
     p.set_defaults(func=run)
 
 
 # -- building blocks -----------------------------------------------------------------
-def _check_settings(args: argparse.Namespace) -> None:
-    if args.batch_size < 1:
-        raise ConfigError("--batch-size must be >= 1")
-    if not 0.0 <= args.smoothing < 1.0:
-        raise ConfigError("--smoothing must be in [0, 1)")
-    if args.threshold is not None and not 0.0 < args.threshold < 1.0:
-        raise ConfigError("--threshold must be between 0 and 1")
-    if args.feather < 0 or args.every < 1:
-        raise ConfigError("--feather must be >= 0 and --every >= 1")
-    if args.watchdog <= 0:
-        raise ConfigError("--watchdog must be > 0")
+def _settings(args: argparse.Namespace) -> None:
+    """Fill every option the command line left out from the config file (or the defaults of
+    ``LiveConfig``), validated there; then check the run limits."""
+    cfg = load_config(args.config, LiveConfig)
+    changes = {f.name: getattr(args, f.name) for f in fields(LiveConfig) if getattr(args, f.name, None) is not None}
+    if args.no_reconnect:
+        changes["reconnect"] = False
+    cfg = dataclasses.replace(cfg, **changes)
+    for f in fields(LiveConfig):
+        setattr(args, f.name, getattr(cfg, f.name))
     if args.frames is not None and args.frames < 1 or args.duration is not None and args.duration <= 0:
         raise ConfigError("--frames and --duration must be positive")
 
@@ -199,7 +196,7 @@ def summary(meter: LatencyMeter, stats: dict[str, int], elapsed: float, name: st
 def run(args: argparse.Namespace) -> int:
     from ..sources.camera import CameraSource
 
-    _check_settings(args)
+    _settings(args)
     pipeline_box: list[Pipeline] = []
     sinks = build_sinks(args, stop=lambda: pipeline_box[0].stop() if pipeline_box else None)
     source = CameraSource(
@@ -208,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
         height=args.height,
         fps=args.fps,
         watchdog=args.watchdog,
-        reconnect=not args.no_reconnect,
+        reconnect=args.reconnect,
         loop=args.loop,
         max_frames=args.frames,
         max_seconds=args.duration,
