@@ -59,3 +59,15 @@ def test_exact_path_is_rembg_remove_per_frame(tiny_home):
         expected = np.asarray(remove(images[i].numpy(), session=session, only_mask=True))
         assert np.array_equal(matted.alpha[i].numpy(), expected)
     assert np.array_equal(matted.alpha[2].numpy(), matted.alpha[1].numpy())  # padding
+
+
+def test_a_rembg_model_that_cannot_be_downloaded_says_where_to_put_it(tiny_home, monkeypatch):
+    import pooch
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("no network in this test")
+
+    monkeypatch.setattr(pooch, "retrieve", offline)
+    with pytest.raises(ModelError, match=r"u2net: not in .*u2net\.onnx and rembg could not download it") as err:
+        create_session("u2net", device="cpu")
+    assert "\n" not in str(err.value)

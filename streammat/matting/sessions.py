@@ -89,6 +89,15 @@ def create_session(model: str = DEFAULT_MODEL, *, device: str = "auto", threads:
     except ModelError:
         raise
     except Exception as exc:  # onnxruntime, pooch (download), file errors
+        if not is_path:
+            from ..models import store
+
+            path = store.model_file(name)
+            if not path.is_file():  # rembg's download failed
+                raise ModelError(
+                    f"{model}: not in {path} and rembg could not download it ({type(exc).__name__}); "
+                    f"put the .onnx file there by hand, or use the built-in --model selfie"
+                ) from exc
         raise ModelError(f"{model}: cannot create the session: {exc}".splitlines()[0]) from exc
     granted = list(session.inner_session.get_providers())
     check_granted(providers, granted, device=device)

@@ -81,9 +81,19 @@ def _cameras_hint() -> str:
     return f"cameras found: {', '.join(cams)}" if cams else "no cameras found"
 
 
+def _quiet_opencv(cv2: Any) -> None:
+    """OpenCV prints its own ``[ WARN:0@0.2] ... can't open camera by index`` lines; we
+    report camera problems ourselves, in one line, so keep only its errors."""
+    try:
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    except AttributeError:  # pragma: no cover - builds without the logging module
+        pass
+
+
 def _default_opener(target: int | str) -> Capture:
     import cv2
 
+    _quiet_opencv(cv2)
     if isinstance(target, int) or str(target).startswith("/dev/"):
         # a blocked V4L2 read() otherwise waits 10 s; OpenCV reads this when the camera opens
         os.environ.setdefault("OPENCV_VIDEOIO_V4L_SELECT_TIMEOUT", "1")
