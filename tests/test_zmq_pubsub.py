@@ -108,6 +108,7 @@ def test_stalled_subscriber_stalls_neither_publisher_nor_others() -> None:
     stalled.connect(pub.endpoint)
     good = Subscription(pub.endpoint, timeout=5).open()
     got: list = []
+
     def read() -> None:  # appends as frames arrive, so the sender can see the reader's progress
         for f in good:
             got.append(f)
