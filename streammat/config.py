@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from .errors import ConfigError
 
-__all__ = ["ProcessConfig", "LiveConfig", "load_config"]
+__all__ = ["ProcessConfig", "LiveConfig", "load_config", "override"]
 
 T = TypeVar("T")
 
@@ -124,3 +124,10 @@ def load_config(path: str | Path | None, cls: type[T] = ProcessConfig) -> T:  # 
         return cls(**section)
     except TypeError as exc:
         raise ConfigError(f"{p}: {exc}") from exc
+
+
+def override(cfg: T, options: object) -> T:
+    """``cfg`` with every field that ``options`` (e.g. parsed command-line arguments) sets
+    to something other than None; the result is validated like any config."""
+    changes = {f.name: v for f in fields(cfg) if (v := getattr(options, f.name, None)) is not None}  # type: ignore[arg-type]
+    return dataclasses.replace(cfg, **changes)  # type: ignore[type-var]

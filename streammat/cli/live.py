@@ -20,7 +20,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from ..config import LiveConfig, load_config
+from ..config import LiveConfig, load_config, override
 from ..errors import ConfigError, OutputError
 from ..pipeline import Pipeline, Progress
 from ._publish import add_publish_arguments, publish_sinks
@@ -100,11 +100,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def _settings(args: argparse.Namespace) -> None:
     """Fill every option the command line left out from the config file (or the defaults of
     ``LiveConfig``), validated there; then check the run limits."""
-    cfg = load_config(args.config, LiveConfig)
-    changes = {f.name: getattr(args, f.name) for f in fields(LiveConfig) if getattr(args, f.name, None) is not None}
+    cfg = override(load_config(args.config, LiveConfig), args)
     if args.no_reconnect:
-        changes["reconnect"] = False
-    cfg = dataclasses.replace(cfg, **changes)
+        cfg = dataclasses.replace(cfg, reconnect=False)
     for f in fields(LiveConfig):
         setattr(args, f.name, getattr(cfg, f.name))
     if args.frames is not None and args.frames < 1 or args.duration is not None and args.duration <= 0:

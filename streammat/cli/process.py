@@ -6,7 +6,7 @@ import argparse
 import logging
 from typing import Any
 
-from ..config import ProcessConfig, load_config
+from ..config import ProcessConfig, load_config, override
 from ..errors import ConfigError
 from ..matting.threads import ThreadPlan, plan_threads
 from ..pipeline import Pipeline
@@ -51,21 +51,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def settings(args: argparse.Namespace) -> ProcessConfig:
-    cfg = load_config(args.config)
-    return cfg.replace(
-        model=args.model,
-        device=args.device,
-        batch_size=args.batch_size,
-        format=args.format,
-        codec=args.codec,
-        background=args.background,
-        matte=args.matte,
-        threads=args.threads,
-        fast=False if args.exact else None,
-        smoothing=args.smoothing,
-        threshold=args.threshold,
-        feather=args.feather,
-    )
+    """The config file's settings (or the defaults), overridden by the options given."""
+    cfg = override(load_config(args.config), args)
+    return cfg.replace(fast=False) if args.exact else cfg
 
 
 def build_sinks(args: argparse.Namespace, cfg: ProcessConfig, plan: ThreadPlan) -> list[Any]:
