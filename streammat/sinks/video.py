@@ -163,7 +163,12 @@ class VideoSink:
         w, h = self._size
         if images.shape[1:3] != (h, w):
             images, alpha = self._fit(images, alpha)
-        if self.mode == "alpha":
+        planes: np.ndarray | None = None
+        if self.mode == "alpha" and self._alpha_bits:
+            # planar yuva: colour converts from RGB and the alpha plane is written directly,
+            # so no RGBA copy of the batch is made (swscale gives the same YUV planes)
+            data, fmt, planes = images.numpy(), "rgb24", alpha.numpy()
+        elif self.mode == "alpha":
             data = torch.cat([images, alpha.unsqueeze(-1)], dim=-1).numpy()
             fmt = "rgba"
         elif self.mode == "matte":
@@ -175,7 +180,7 @@ class VideoSink:
             fmt = "rgb24"
         try:
             for i in range(n):
-                self._encode(data[i], fmt, batch.batch.pts[i])
+                self._encode(data[i], fmt, batch.batch.pts[i], None if planes is None else planes[i])
         except av.FFmpegError as exc:
             raise OutputError(f"cannot write {self.path}: {self.spec.codec} encoder: {exc}") from exc
 
@@ -196,7 +201,7 @@ class VideoSink:
         alps = np.stack([cv2.resize(x, (w, h), interpolation=cv2.INTER_AREA) for x in alpha.numpy()])
         return torch.from_numpy(imgs), torch.from_numpy(alps)
 
-    def _encode(self, array: np.ndarray, fmt: str, pts: int) -> None:
+    def _encode(self, array: np.ndarray, fmt: str, pts: int, alpha: np.ndarray | None = None) -> None:
         assert self._stream is not None and self._container is not None
         opts = self._num * pts
         if self._last_pts is not None and opts <= self._last_pts:
@@ -218,7 +223,7 @@ class VideoSink:
             if fmt != self._pix_fmt:
                 frame = frame.reformat(format=self._pix_fmt, threads=_SWS_THREADS)
         if self._alpha_bits:
-            _set_alpha_plane(frame, array[..., 3], self._alpha_bits)
+            _set_alpha_plane(frame, array[..., 3] if alpha is None else alpha, self._alpha_bits)
         frame.pts = opts
         frame.time_base = self._tb
         if self._last_pts is not None:
