@@ -8,9 +8,11 @@ side) MAXMSGSIZE before the socket touches the network.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
+from collections.abc import Iterator
 
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
@@ -100,24 +102,36 @@ def pub_socket(
     so a publisher can wait for its first subscribers; on the wire it is a PUB."""
     check_url(url)
     sock = ctx.socket(zmq.XPUB)
-    try:
+    with _closed_on_error(sock, f"cannot bind {url}"):
         sock.setsockopt(zmq.XPUB_VERBOSE, 1)
         sock.setsockopt(zmq.SNDHWM, max(1, sndhwm))
         sock.setsockopt(zmq.LINGER, int(linger * 1000))
         sock.setsockopt(zmq.SNDTIMEO, 0)
-        set_keepalive(sock, heartbeat)
-        if zmtp_heartbeat:
-            set_heartbeat(sock, heartbeat)
+        _set_liveness(sock, heartbeat, zmtp_heartbeat)
         if security is not None:
             apply_server(sock, security, authenticator)
         _bind(sock, url)
+    return sock
+
+
+@contextlib.contextmanager
+def _closed_on_error(sock: zmq.Socket, what: str) -> Iterator[None]:
+    """Close ``sock`` if setting it up fails; ZeroMQ errors become ``TransportError(what)``."""
+    try:
+        yield
     except zmq.ZMQError as exc:
         sock.close(linger=0)
-        raise TransportError(f"cannot bind {url}: {exc}") from exc
+        raise TransportError(f"{what}: {exc}") from exc
     except BaseException:
         sock.close(linger=0)
         raise
-    return sock
+
+
+def _set_liveness(sock: zmq.Socket, heartbeat: float | None, zmtp_heartbeat: bool) -> None:
+    """TCP keepalive always; ZMTP heartbeats only on request (see ``set_heartbeat``)."""
+    set_keepalive(sock, heartbeat)
+    if zmtp_heartbeat:
+        set_heartbeat(sock, heartbeat)
 
 
 def _bind(sock: zmq.Socket, url: str, retry_for: float = 1.0) -> None:
@@ -148,23 +162,15 @@ def sub_socket(
     """A connected SUB socket with a message size limit; libzmq reconnects by itself."""
     check_url(url)
     sock = ctx.socket(zmq.SUB)
-    try:
+    with _closed_on_error(sock, f"cannot connect to {url}"):
         sock.setsockopt(zmq.RCVHWM, max(1, rcvhwm))
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.MAXMSGSIZE, maxmsgsize)
         sock.setsockopt(zmq.RECONNECT_IVL, 100)
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
-        set_keepalive(sock, heartbeat)
-        if zmtp_heartbeat:
-            set_heartbeat(sock, heartbeat)
+        _set_liveness(sock, heartbeat, zmtp_heartbeat)
         if security is not None:
             apply_client(sock, security)
         sock.setsockopt(zmq.SUBSCRIBE, topic)
         sock.connect(url)
-    except zmq.ZMQError as exc:
-        sock.close(linger=0)
-        raise TransportError(f"cannot connect to {url}: {exc}") from exc
-    except BaseException:
-        sock.close(linger=0)
-        raise
     return sock
