@@ -79,6 +79,10 @@ class Batch:
         if self.capture_times and len(self.capture_times) != b:
             raise ValueError(f"expected {b} capture times, got {len(self.capture_times)}")
 
+    def __len__(self) -> int:
+        """The number of real frames (what every stage consumes)."""
+        return self.valid
+
     @property
     def size(self) -> int:
         return int(self.images.shape[0])
@@ -108,6 +112,9 @@ class MattedBatch:
         a, x = self.alpha, self.batch.images
         if a.ndim != 3 or a.dtype != torch.uint8 or tuple(a.shape) != tuple(x.shape[:3]):
             raise ValueError(f"expected alpha (B,H,W)={tuple(x.shape[:3])} uint8, got {tuple(a.shape)} {a.dtype}")
+
+    def __len__(self) -> int:
+        return len(self.batch)
 
     @property
     def valid(self) -> int:
