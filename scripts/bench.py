@@ -91,7 +91,7 @@ def _batch(images: np.ndarray, start: int) -> Any:
 
     n = images.shape[0]
     idx = tuple(range(start, start + n))
-    return Batch(torch.from_numpy(images), idx, Fraction(1, 30), idx, n)
+    return Batch(torch.from_numpy(images), idx, Fraction(1, 30), idx)
 
 
 def decode_only(clip: Path, threads: int, keep: int) -> tuple[dict[str, float], np.ndarray]:
@@ -165,7 +165,7 @@ def encode_only(fmt: str, workdir: Path, matted: list[Any], frames: int, threads
     while n < frames:
         mb = matted[i % len(matted)]
         sink.write(_retime(mb, n))
-        n += mb.valid
+        n += len(mb)
         i += 1
     sink.close(complete=True)
     return {"frames": n, "seconds": time.perf_counter() - t}
@@ -175,8 +175,8 @@ def _retime(mb: Any, start: int) -> Any:
     from streammat.frames import Batch, MattedBatch
 
     b = mb.batch
-    idx = tuple(range(start, start + b.size))
-    return MattedBatch(Batch(b.images, idx, b.time_base, idx, b.valid), mb.alpha)
+    idx = tuple(range(start, start + len(b)))
+    return MattedBatch(Batch(b.images, idx, b.time_base, idx), mb.alpha)
 
 
 def pipeline(clip: Path, matter: Any, sink_spec: str | None, workdir: Path, plan: Any, batch: int) -> dict[str, Any]:

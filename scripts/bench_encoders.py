@@ -31,7 +31,7 @@ def make_batches(w: int, h: int, n: int, batch: int = 8) -> list[MattedBatch]:
     out = []
     for s in range(0, n, batch):
         imgs, alphas = [], []
-        for i in range(s, s + batch):
+        for i in range(s, min(s + batch, n)):
             img = np.empty((h, w, 3), np.uint8)
             img[..., 0] = xs * 200 / w + i
             img[..., 1] = ys * 255 / h
@@ -39,14 +39,8 @@ def make_batches(w: int, h: int, n: int, batch: int = 8) -> list[MattedBatch]:
             d = np.sqrt((xs - w * (0.3 + 0.005 * i)) ** 2 + (ys - h / 2) ** 2)
             alphas.append(np.clip((h / 3 - d) * 8 + 128, 0, 255).astype(np.uint8))
             imgs.append(img)
-        valid = min(batch, n - s)
-        b = Batch(
-            torch.from_numpy(np.stack(imgs)),
-            tuple(range(s, s + batch)),
-            Fraction(1, 30),
-            tuple(range(s, s + batch)),
-            valid,
-        )
+        k = len(imgs)
+        b = Batch(torch.from_numpy(np.stack(imgs)), tuple(range(s, s + k)), Fraction(1, 30), tuple(range(s, s + k)))
         out.append(MattedBatch(b, torch.from_numpy(np.stack(alphas))))
     return out
 
@@ -66,7 +60,7 @@ def bench_sink(name: str, batches, info: StreamInfo, folder: Path, **kw) -> tupl
 
 def bench_png_writers(batches, folder: Path) -> dict[str, float]:
     """cv2.imwrite (compression 1) vs PyAV's png encoder, RGBA per frame."""
-    frames = [mb.rgba()[i].numpy() for mb in batches for i in range(mb.valid)]
+    frames = [mb.rgba()[i].numpy() for mb in batches for i in range(len(mb))]
     t = time.perf_counter()
     for i, f in enumerate(frames):
         cv2.imwrite(

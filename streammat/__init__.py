@@ -27,13 +27,13 @@ from .matting.reference import RembgMatter, remove_background
 from .matting.sessions import DEFAULT_MODEL, create_session
 from .matting.temporal import TemporalMatter
 from .pipeline import Pipeline, Progress, RunResult
+from .readback import read_rgba
 from .sample import make_sample_clip
 from .sinks import FORMATS, NullSink, create_sink
 from .sinks.publisher import PublisherSink
 from .sources import open_source
 from .sources.camera import CameraSource
 from .sources.file import FileSource
-from .sources.rgba_reader import read_rgba
 from .sources.zmq import ZmqSource
 from .transport.subscriber import subscribe
 

@@ -1,15 +1,13 @@
-"""Group frames into fixed-size batches.
+"""Group frames into batches of at most ``batch_size`` frames.
 
-Every batch has exactly ``batch_size`` images so the model always sees one shape; the
-last (or a deadline-flushed) batch is padded with copies of its last frame and carries
-``valid``. A change of frame size (a camera reopened at another resolution) flushes the
-pending frames first, so a batch never mixes sizes.
+A batch holds only real frames: the last (or a deadline-flushed) batch is simply
+shorter. A change of frame size or time base (a camera reopened at another resolution)
+flushes the pending frames first, so a batch never mixes sizes.
 """
 
 from __future__ import annotations
 
 import time
-from fractions import Fraction
 
 import numpy as np
 import torch
@@ -25,8 +23,10 @@ def _as_tensor(image: np.ndarray | torch.Tensor) -> torch.Tensor:
 
 class Batcher:
     def __init__(self, batch_size: int = 8) -> None:
-        if batch_size < 1:
-            raise ValueError(f"expected batch_size >= 1, got {batch_size}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            from .errors import ConfigError
+
+            raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         self.batch_size = batch_size
         self._pending: list[Frame] = []
         self._first_at: float | None = None
@@ -46,6 +46,7 @@ class Batcher:
         if self._pending and (
             tuple(self._pending[0].image.shape) != tuple(frame.image.shape)
             or self._pending[0].time_base != frame.time_base
+            or (self._pending[0].alpha is None) != (frame.alpha is None)
         ):
             out.append(self._emit())
         if not self._pending:
@@ -56,22 +57,18 @@ class Batcher:
         return out
 
     def flush(self) -> Batch | None:
-        """Emit the pending frames as a padded batch (end of stream or deadline)."""
+        """Emit the pending frames (end of stream or deadline)."""
         return self._emit() if self._pending else None
 
     def _emit(self) -> Batch:
         frames, self._pending, self._first_at = self._pending, [], None
-        valid = len(frames)
-        pad = self.batch_size - valid
-        images = torch.stack([_as_tensor(f.image) for f in frames] + [_as_tensor(frames[-1].image)] * pad)
-        last = frames[-1]
-        tb: Fraction = frames[0].time_base
         has_caps = any(f.capture_time is not None for f in frames)
+        has_alpha = frames[0].alpha is not None
         return Batch(
-            images=images,
-            pts=tuple(f.pts for f in frames) + (last.pts,) * pad,
-            time_base=tb,
-            indices=tuple(f.index for f in frames) + (last.index,) * pad,
-            valid=valid,
-            capture_times=(tuple(f.capture_time for f in frames) + (last.capture_time,) * pad) if has_caps else (),
+            images=torch.stack([_as_tensor(f.image) for f in frames]),
+            pts=tuple(f.pts for f in frames),
+            time_base=frames[0].time_base,
+            indices=tuple(f.index for f in frames),
+            capture_times=tuple(f.capture_time for f in frames) if has_caps else (),
+            alphas=torch.stack([_as_tensor(f.alpha) for f in frames]) if has_alpha else None,  # type: ignore[arg-type]
         )

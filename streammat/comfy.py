@@ -135,13 +135,10 @@ class RemoveBackgroundBatched:
         cutouts, masks = [], []
         for start in range(0, b, k):
             chunk = frames[start : start + k]
-            valid = chunk.shape[0]
-            if valid < k:  # fixed batch shape; the tail is padding
-                chunk = torch.cat([chunk, chunk[-1:].expand(k - valid, *chunk.shape[1:])])
-            idx = tuple(range(start, start + k))
-            matted: MattedBatch = matter(Batch(chunk, idx, Fraction(1, 1), idx, valid))
-            cutouts.append(matted.foreground()[:valid])
-            masks.append(matted.alpha[:valid])
+            idx = tuple(range(start, start + chunk.shape[0]))
+            matted: MattedBatch = matter(Batch(chunk, idx, Fraction(1, 1), idx))
+            cutouts.append(matted.foreground())
+            masks.append(matted.alpha)
         cutout = torch.cat(cutouts).to(torch.float32).div_(255.0)
         mask = torch.cat(masks).to(torch.float32).div_(255.0)
         return cutout, mask

@@ -40,7 +40,10 @@ class StreamInfo:
 
 @dataclass(frozen=True)
 class Frame:
-    """One decoded RGB frame. ``image`` is ``(H,W,3)`` uint8 (numpy or torch, CPU)."""
+    """One decoded RGB frame. ``image`` is ``(H,W,3)`` uint8 (numpy or torch, CPU).
+
+    ``alpha`` is ``(H,W)`` uint8 when the frame already has a matte (a received matted
+    stream that is only recorded), else None."""
 
     image: np.ndarray | torch.Tensor
     pts: int
@@ -48,44 +51,56 @@ class Frame:
     index: int
     #: wall-clock capture time (``time.time()``) for live sources, else None
     capture_time: float | None = None
+    alpha: np.ndarray | torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         x = self.image
         if x.ndim != 3 or x.shape[2] != 3 or x.dtype not in (np.uint8, torch.uint8):
             raise ValueError(f"expected (H,W,3) uint8, got {tuple(x.shape)} {x.dtype}")
+        a = self.alpha
+        if a is not None and (tuple(a.shape) != tuple(x.shape[:2]) or a.dtype not in (np.uint8, torch.uint8)):
+            raise ValueError(f"expected alpha (H,W)={tuple(x.shape[:2])} uint8, got {tuple(a.shape)} {a.dtype}")
 
 
 @dataclass(frozen=True)
 class Batch:
-    """A fixed-size batch. Only the first ``valid`` entries are real frames; the tail is
-    padding (copies of the last real frame) so that every batch has the same shape."""
+    """N frames of one size, in presentation order. N is always the number of real frames
+    (``len(batch)``); a runner whose graph needs a fixed batch shape pads inside itself.
 
-    images: torch.Tensor  # (B,H,W,3) uint8
+    ``alphas`` ``(N,H,W)`` uint8 is set when the frames arrived with a matte."""
+
+    images: torch.Tensor  # (N,H,W,3) uint8
     pts: tuple[int, ...]
     time_base: Fraction
     indices: tuple[int, ...]
-    valid: int
     capture_times: tuple[float | None, ...] = field(default=())
+    alphas: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         x = self.images
         if x.ndim != 4 or x.shape[3] != 3 or x.dtype != torch.uint8:
-            raise ValueError(f"expected (B,H,W,3) uint8, got {tuple(x.shape)} {x.dtype}")
-        b = x.shape[0]
-        if not 0 < self.valid <= b:
-            raise ValueError(f"expected 0 < valid <= {b}, got valid={self.valid}")
-        if len(self.pts) != b or len(self.indices) != b:
-            raise ValueError(f"expected {b} pts and indices, got {len(self.pts)} and {len(self.indices)}")
-        if self.capture_times and len(self.capture_times) != b:
-            raise ValueError(f"expected {b} capture times, got {len(self.capture_times)}")
+            raise ValueError(f"expected (N,H,W,3) uint8, got {tuple(x.shape)} {x.dtype}")
+        n = x.shape[0]
+        if n < 1:
+            raise ValueError("expected at least one frame, got an empty batch")
+        if len(self.pts) != n or len(self.indices) != n:
+            raise ValueError(f"expected {n} pts and indices, got {len(self.pts)} and {len(self.indices)}")
+        if self.capture_times and len(self.capture_times) != n:
+            raise ValueError(f"expected {n} capture times, got {len(self.capture_times)}")
+        a = self.alphas
+        if a is not None and (tuple(a.shape) != tuple(x.shape[:3]) or a.dtype != torch.uint8):
+            raise ValueError(f"expected alphas (N,H,W)={tuple(x.shape[:3])} uint8, got {tuple(a.shape)} {a.dtype}")
 
     def __len__(self) -> int:
-        """The number of real frames (what every stage consumes)."""
-        return self.valid
-
-    @property
-    def size(self) -> int:
         return int(self.images.shape[0])
+
+    def __getitem__(self, index: slice) -> Batch:
+        """Frames ``index`` (a slice) as a batch of views."""
+        if not isinstance(index, slice):
+            raise TypeError(f"expected a slice, got {type(index).__name__}; use frames() for single frames")
+        caps = self.capture_times[index] if self.capture_times else ()
+        alphas = None if self.alphas is None else self.alphas[index]
+        return Batch(self.images[index], self.pts[index], self.time_base, self.indices[index], caps, alphas)
 
     @property
     def height(self) -> int:
@@ -96,14 +111,18 @@ class Batch:
         return int(self.images.shape[2])
 
     def frames(self) -> list[Frame]:
-        """The valid frames as ``Frame`` objects (views, no copies)."""
-        caps = self.capture_times or (None,) * self.size
-        return [Frame(self.images[i], self.pts[i], self.time_base, self.indices[i], caps[i]) for i in range(self.valid)]
+        """The frames as ``Frame`` objects (views, no copies)."""
+        caps = self.capture_times or (None,) * len(self)
+        alphas = self.alphas if self.alphas is not None else (None,) * len(self)
+        return [
+            Frame(self.images[i], self.pts[i], self.time_base, self.indices[i], caps[i], alphas[i])
+            for i in range(len(self))
+        ]
 
 
 @dataclass(frozen=True)
 class MattedBatch:
-    """A batch plus its alpha matte. ``alpha`` is ``(B,H,W)`` uint8, 255 = foreground."""
+    """A batch plus its alpha matte. ``alpha`` is ``(N,H,W)`` uint8, 255 = foreground."""
 
     batch: Batch
     alpha: torch.Tensor
@@ -111,21 +130,17 @@ class MattedBatch:
     def __post_init__(self) -> None:
         a, x = self.alpha, self.batch.images
         if a.ndim != 3 or a.dtype != torch.uint8 or tuple(a.shape) != tuple(x.shape[:3]):
-            raise ValueError(f"expected alpha (B,H,W)={tuple(x.shape[:3])} uint8, got {tuple(a.shape)} {a.dtype}")
+            raise ValueError(f"expected alpha (N,H,W)={tuple(x.shape[:3])} uint8, got {tuple(a.shape)} {a.dtype}")
 
     def __len__(self) -> int:
         return len(self.batch)
 
-    @property
-    def valid(self) -> int:
-        return self.batch.valid
-
     def rgba(self) -> torch.Tensor:
-        """Straight (unpremultiplied) RGBA ``(B,H,W,4)`` uint8: what alpha video stores."""
+        """Straight (unpremultiplied) RGBA ``(N,H,W,4)`` uint8: what alpha video stores."""
         return torch.cat([self.batch.images, self.alpha.unsqueeze(-1)], dim=-1)
 
     def foreground(self) -> torch.Tensor:
-        """The rembg ``naive_cutout`` colour: RGB premultiplied by alpha, ``(B,H,W,3)`` uint8.
+        """The rembg ``naive_cutout`` colour: RGB premultiplied by alpha, ``(N,H,W,3)`` uint8.
 
         Same rounding as PIL's ``Image.composite`` (``(c*a + 127) // 255``)."""
         a = self.alpha.unsqueeze(-1).to(torch.int32)

@@ -240,7 +240,7 @@ class Pipeline:
         self._put(out, _EOS)
 
     def _batch(self, src: queue.Queue, out: queue.Queue, busy: dict[str, float]) -> None:
-        """Frames → fixed-size batches → the matter's ``prepare`` step."""
+        """Frames → batches → the matter's ``prepare`` step."""
         prepare = self._steps[0]
         batcher = Batcher(self.batch_size)
 
@@ -299,9 +299,9 @@ class Pipeline:
             for sink in self.sinks:
                 sink.write(item)
             busy["encode"] += time.perf_counter() - t
-            result.frames_out += item.valid
+            result.frames_out += len(item)
             if self.on_progress is not None:
-                caps = [c for c in item.batch.capture_times[: item.valid] if c is not None]
+                caps = [c for c in item.batch.capture_times if c is not None]
                 stats = self.source.stats
                 self.on_progress(
                     Progress(

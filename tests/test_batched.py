@@ -4,7 +4,7 @@ Each family gets a tiny ONNX model of its real input/output signature, installed
 temporary rembg model home and loaded through rembg's own ``new_session`` (via
 ``create_session``). The fast path may differ from ``rembg.remove(frame, only_mask=True)``
 only by its resize kernels (torch antialiased bicubic / OpenCV bicubic instead of PIL
-LANCZOS). Tolerance, in uint8 alpha levels, over the valid frames of the batch:
+LANCZOS). Tolerance, in uint8 alpha levels, over the frames of the batch:
 
 - mean |fast - rembg| <= 2.0 levels
 - max  |fast - rembg| <= 48 levels (isolated pixels at texture edges)
@@ -87,9 +87,9 @@ def frames(h: int, w: int, n: int) -> np.ndarray:
     return np.stack(out)
 
 
-def make_batch(images: np.ndarray, valid: int | None = None) -> Batch:
+def make_batch(images: np.ndarray) -> Batch:
     n = images.shape[0]
-    return Batch(torch.from_numpy(images), tuple(range(n)), Fraction(1, 30), tuple(range(n)), valid or n)
+    return Batch(torch.from_numpy(images), tuple(range(n)), Fraction(1, 30), tuple(range(n)))
 
 
 def rembg_masks(session, images: np.ndarray) -> np.ndarray:
@@ -115,9 +115,9 @@ def test_family_matches_rembg(name: str, home: Path) -> None:
     matter = create_matter(session, device="cpu")
     assert isinstance(matter, BatchedMatter) and matter.backend == "cpu"
     images = frames(360, 640, 3)
-    out = matter(make_batch(images, valid=2))  # third entry is padding
-    assert tuple(out.alpha.shape) == (3, 360, 640) and out.alpha.dtype == torch.uint8
-    assert_close(out.alpha[:2].numpy(), rembg_masks(session, images[:2]), name)
+    out = matter(make_batch(images[:2]))
+    assert tuple(out.alpha.shape) == (2, 360, 640) and out.alpha.dtype == torch.uint8
+    assert_close(out.alpha.numpy(), rembg_masks(session, images[:2]), name)
 
 
 @pytest.mark.parametrize("name", ["u2net", "birefnet-general", "selfie"])
@@ -131,18 +131,18 @@ def test_odd_frame_size(name: str, home: Path) -> None:
 
 
 def test_fixed_batch_graph_loops(home: Path) -> None:
-    """A graph with a fixed batch of 1 runs once per valid frame; same result as dynamic."""
+    """A graph with a fixed batch of 1 runs once per frame; same result as dynamic."""
     images = frames(120, 200, 4)
     install_model(home, "u2net", tiny_u2net_model(dynamic_batch=True))
-    dynamic = BatchedMatter(create_session("u2net", device="cpu"))(make_batch(images, valid=3))
+    dynamic = BatchedMatter(create_session("u2net", device="cpu"))(make_batch(images[:3]))
     install_model(home, "u2net", tiny_u2net_model(dynamic_batch=False))
     fixed_matter = BatchedMatter(create_session("u2net", device="cpu"))
-    fixed = fixed_matter(make_batch(images, valid=3))
+    fixed = fixed_matter(make_batch(images[:3]))
     assert fixed_matter._runner.fixed_batch == 1
-    assert torch.equal(fixed.alpha[:3], dynamic.alpha[:3])
+    assert torch.equal(fixed.alpha, dynamic.alpha)
 
 
-def test_padding_is_not_computed(home: Path) -> None:
+def test_one_model_run_per_batch(home: Path) -> None:
     install_model(home, "u2net", tiny_u2net_model())
     matter = BatchedMatter(create_session("u2net", device="cpu"))
     seen: list[int] = []
@@ -154,9 +154,9 @@ def test_padding_is_not_computed(home: Path) -> None:
 
     matter._runner.inner = type("Spy", (), {"run": staticmethod(spy)})()
     images = frames(64, 96, 8)
-    out = matter(make_batch(images, valid=3))
-    assert seen == [3]  # one run, valid frames only
-    assert torch.equal(out.alpha[3], out.alpha[2])  # padding repeats the last real alpha
+    out = matter(make_batch(images[:3]))
+    assert seen == [3]  # one run for the whole (short) batch
+    assert out.alpha.shape[0] == 3
 
 
 def test_unknown_and_custom_models_take_exact_path(home: Path, tmp_path: Path, caplog) -> None:

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from streammat.cli import main
+from streammat.readback import probe, read_rgba
 from streammat.sources.file import FileSource
-from streammat.sources.rgba_reader import probe, read_rgba
 from streammat.testing import make_clip
 
 MODEL = ["--model", "u2netp", "--no-progress"]

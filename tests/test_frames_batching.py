@@ -21,12 +21,22 @@ def test_frame_rejects_wrong_shape_with_clear_message():
         Frame(np.zeros((4, 6, 3), np.float32), 0, TB, 0)
 
 
-def test_batch_checks_valid_and_lengths():
+def test_batch_checks_lengths_and_is_never_empty():
     x = torch.zeros(2, 4, 6, 3, dtype=torch.uint8)
-    with pytest.raises(ValueError, match="valid"):
-        Batch(x, (0, 1), TB, (0, 1), valid=3)
     with pytest.raises(ValueError, match="2 pts"):
-        Batch(x, (0,), TB, (0, 1), valid=1)
+        Batch(x, (0,), TB, (0, 1))
+    with pytest.raises(ValueError, match="empty batch"):
+        Batch(x[:0], (), TB, ())
+    with pytest.raises(ValueError, match="alphas"):
+        Batch(x, (0, 1), TB, (0, 1), alphas=torch.zeros(2, 4, 5, dtype=torch.uint8))
+
+
+def test_batch_slices_into_batches_of_views():
+    x = torch.arange(4).view(4, 1, 1, 1).expand(4, 2, 3, 3).contiguous().to(torch.uint8)
+    b = Batch(x, (0, 2, 4, 6), TB, (0, 1, 2, 3), (1.0, 2.0, 3.0, 4.0))
+    tail = b[1:3]
+    assert len(tail) == 2 and tail.pts == (2, 4) and tail.capture_times == (2.0, 3.0)
+    assert int(tail.images[0, 0, 0, 0]) == 1 and tail.images.data_ptr() == x[1].data_ptr()
 
 
 def test_stream_info_rejects_float_time_base():
@@ -34,15 +44,13 @@ def test_stream_info_rejects_float_time_base():
         StreamInfo(width=4, height=4, time_base=0.04)  # type: ignore[arg-type]
 
 
-def test_batcher_makes_fixed_size_batches_and_pads_the_tail():
+def test_batcher_makes_batches_of_real_frames_only():
     b = Batcher(4)
     out = [batch for i in range(10) for batch in b.add(frame(i))]
     last = b.flush()
-    assert [x.valid for x in out] == [4, 4] and last is not None and last.valid == 2
-    assert all(x.images.shape == (4, 4, 6, 3) for x in [*out, last])
-    assert last.pts == (16, 18, 18, 18) and last.indices == (8, 9, 9, 9)
-    # padding repeats the last real frame
-    assert torch.equal(last.images[3], last.images[1]) and int(last.images[1, 0, 0, 0]) == 9
+    assert [len(x) for x in out] == [4, 4] and last is not None and len(last) == 2
+    assert all(x.images.shape == (4, 4, 6, 3) for x in out) and last.images.shape == (2, 4, 6, 3)
+    assert last.pts == (16, 18) and last.indices == (8, 9) and int(last.images[1, 0, 0, 0]) == 9
     assert b.flush() is None
 
 
@@ -50,7 +58,7 @@ def test_batcher_flushes_on_size_change():
     b = Batcher(4)
     assert b.add(frame(0)) == [] and b.add(frame(1)) == []
     out = b.add(frame(2, h=8))
-    assert len(out) == 1 and out[0].valid == 2 and out[0].height == 4
+    assert len(out) == 1 and len(out[0]) == 2 and out[0].height == 4
     assert len(b) == 1
 
 
@@ -60,7 +68,7 @@ def test_matted_batch_foreground_matches_pil_composite():
     rng = np.random.default_rng(0)
     img = rng.integers(0, 256, (1, 5, 7, 3), dtype=np.uint8)
     a = rng.integers(0, 256, (1, 5, 7), dtype=np.uint8)
-    mb = MattedBatch(Batch(torch.from_numpy(img), (0,), TB, (0,), 1), torch.from_numpy(a))
+    mb = MattedBatch(Batch(torch.from_numpy(img), (0,), TB, (0,)), torch.from_numpy(a))
     ref = np.asarray(Image.composite(Image.fromarray(img[0]), Image.new("RGBA", (7, 5), 0), Image.fromarray(a[0])))
     assert np.array_equal(mb.foreground()[0].numpy(), ref[..., :3])
     assert np.array_equal(mb.rgba()[0, ..., 3].numpy(), a[0])

@@ -30,7 +30,6 @@ def _batch(h: int = 24, w: int = 32, value: int = 200, alpha: int = 255) -> Matt
         pts=(0,),
         time_base=Fraction(1, 1000),
         indices=(0,),
-        valid=1,
         capture_times=(time.time() - 0.04,),
     )
     return MattedBatch(b, torch.full((1, h, w), alpha, dtype=torch.uint8))
@@ -228,7 +227,7 @@ def test_live_takes_its_settings_from_a_config_file(tmp_path, tiny_home, capsys)
     out = tmp_path / "out.mkv"
     rc = main(["live", "--config", str(cfg), "--loop", "--frames", "12", "-o", str(out)])
     assert rc == 0, capsys.readouterr().err
-    from streammat.sources.rgba_reader import read_rgba
+    from streammat.readback import read_rgba
 
     alpha = np.stack([f.image[..., 3] for f in read_rgba(out)])
     assert set(np.unique(alpha)) <= {0, 255}  # the config's threshold was applied

@@ -96,7 +96,7 @@ def test_partial_batch_is_flushed_on_deadline():
     seen = []
 
     def record(batch):
-        seen.append((batch.valid, time.monotonic()))
+        seen.append((len(batch), time.monotonic()))
         return half_alpha(batch)
 
     Pipeline(src, record, [CollectingSink()], batch_size=8, flush_after=0.05).run()

@@ -13,9 +13,9 @@ import torch
 
 from streammat.errors import ConfigError, OutputError
 from streammat.frames import Batch, MattedBatch, StreamInfo
+from streammat.readback import probe, read_rgba
 from streammat.sinks import FORMATS, NullSink, PngSequenceSink, VideoSink, create_sink
 from streammat.sinks.compositing import composite, parse_background
-from streammat.sources.rgba_reader import probe, read_rgba
 
 TB = Fraction(1, 1000)
 VFR_PTS = [0, 33, 100, 133, 233, 267, 300, 400, 433, 467, 567, 600]  # gaps: variable frame rate
@@ -38,17 +38,15 @@ def synthetic(w: int, h: int, pts: list[int], tb: Fraction = TB, batch: int = 4)
     out = []
     for s in range(0, len(pts), batch):
         idx = list(range(s, min(s + batch, len(pts))))
-        valid = len(idx)
-        idx += [idx[-1]] * (batch - valid)  # padded tail
         imgs = torch.from_numpy(np.stack([images[i] for i in idx]))
         al = torch.from_numpy(np.stack([alphas[i] for i in idx]))
-        b = Batch(imgs, tuple(pts[i] for i in idx), tb, tuple(idx), valid)
+        b = Batch(imgs, tuple(pts[i] for i in idx), tb, tuple(idx))
         out.append(MattedBatch(b, al))
     return out
 
 
 def expected_rgba(batches: list[MattedBatch]) -> list[np.ndarray]:
-    return [mb.rgba()[i].numpy() for mb in batches for i in range(mb.valid)]
+    return [mb.rgba()[i].numpy() for mb in batches for i in range(len(mb))]
 
 
 def run(sink, batches, info: StreamInfo, *, complete: bool = True):
@@ -200,7 +198,7 @@ def test_matte_outputs(tmp_path: Path, name: str, tol: int, mean_tol: float):
     run(create_sink(str(out), matte=True), batches, info_for(65, 49))
     frames = list(read_rgba(out))
     assert len(frames) == 8 and frames[0].image.shape == (49, 65, 4)
-    alphas = [mb.alpha[i].numpy() for mb in batches for i in range(mb.valid)]
+    alphas = [mb.alpha[i].numpy() for mb in batches for i in range(len(mb))]
     errs = [np.abs(f.image[..., 0].astype(int) - a) for f, a in zip(frames, alphas, strict=True)]
     assert max(int(e.max()) for e in errs) <= tol
     assert float(np.mean([e.mean() for e in errs])) <= mean_tol
@@ -355,7 +353,7 @@ def test_prores_is_exact_and_deterministic_at_awkward_sizes(tmp_path: Path):
     w, h = 150, 100
     imgs = torch.from_numpy(rng.integers(0, 256, (4, h, w, 3), dtype=np.uint8))
     alpha = torch.from_numpy(rng.integers(0, 256, (4, h, w), dtype=np.uint8))
-    mb = MattedBatch(Batch(imgs, (0, 1, 2, 3), TB, (0, 1, 2, 3), 4), alpha)
+    mb = MattedBatch(Batch(imgs, (0, 1, 2, 3), TB, (0, 1, 2, 3)), alpha)
     for name in ("a.mov", "b.mov"):
         run(create_sink(str(tmp_path / name)), [mb], info_for(w, h))
     a, b = (list(read_rgba(tmp_path / n)) for n in ("a.mov", "b.mov"))

@@ -14,30 +14,26 @@ TB = Fraction(1, 1000)
 
 
 class ScriptedMatter:
-    """Returns the next alpha value(s) from a script, one constant mask per valid frame."""
+    """Returns the next alpha value(s) from a script, one constant mask per frame."""
 
     def __init__(self, values: list[int]) -> None:
         self.values = list(values)
         self.calls: list[int] = []  # batch sizes seen
 
     def __call__(self, batch: Batch) -> MattedBatch:
-        self.calls.append(batch.valid)
+        self.calls.append(len(batch))
         alpha = torch.empty(batch.images.shape[:3], dtype=torch.uint8)
-        for i in range(batch.size):
-            alpha[i] = self.values.pop(0) if i < batch.valid else alpha[batch.valid - 1]
+        for i in range(len(batch)):
+            alpha[i] = self.values.pop(0)
         return MattedBatch(batch, alpha)
 
 
-def make_batch(pts: list[int], h: int = 6, w: int = 8, size: int | None = None) -> Batch:
-    size = size or len(pts)
-    pad = size - len(pts)
-    all_pts = tuple(pts) + (pts[-1],) * pad
+def make_batch(pts: list[int], h: int = 6, w: int = 8) -> Batch:
     return Batch(
-        images=torch.zeros((size, h, w, 3), dtype=torch.uint8),
-        pts=all_pts,
+        images=torch.zeros((len(pts), h, w, 3), dtype=torch.uint8),
+        pts=tuple(pts),
         time_base=TB,
-        indices=tuple(range(size)),
-        valid=len(pts),
+        indices=tuple(range(len(pts))),
     )
 
 
@@ -98,8 +94,8 @@ def test_every_n_reuses_the_mask_and_skips_inference():
 def test_every_n_inside_a_batch_sends_only_key_frames():
     inner = ScriptedMatter([10, 20, 30])
     tm = TemporalMatter(inner, every=2)
-    a = tm(make_batch([0, 33, 66, 100, 133], size=6)).alpha
-    assert a[:, 0, 0].tolist() == [10, 10, 20, 20, 30, 30]  # the padding copies the last frame
+    a = tm(make_batch([0, 33, 66, 100, 133])).alpha
+    assert a[:, 0, 0].tolist() == [10, 10, 20, 20, 30]
     assert inner.calls == [3]
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from streammat.cli import main
-from streammat.sources.rgba_reader import read_rgba
+from streammat.readback import read_rgba
 from streammat.transport.publisher import Publisher
 
 MODEL = ["--model", "u2netp", "--no-progress"]

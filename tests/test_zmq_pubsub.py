@@ -333,22 +333,22 @@ def test_oversized_message_is_refused_by_maxmsgsize() -> None:
 
 
 # -- the sink --------------------------------------------------------------------------
-def matted(n: int, valid: int, start: int = 0) -> MattedBatch:
+def matted(n: int, start: int = 0) -> MattedBatch:
     imgs = torch.stack([torch.from_numpy(image(start + i, c=3)) for i in range(n)])
     alpha = torch.stack([torch.from_numpy(image(100 + start + i, c=1)[..., 0]) for i in range(n)])
     pts = tuple((start + i) * 1001 for i in range(n))
     idx = tuple(start + i for i in range(n))
-    return MattedBatch(Batch(imgs, pts, TB, idx, valid, (123.0,) * n), alpha)
+    return MattedBatch(Batch(imgs, pts, TB, idx, (123.0,) * n), alpha)
 
 
 @pytest.mark.parametrize("layout", ["rgba", "rgb+a", "a"])
 @pytest.mark.parametrize("compression", [None, "zstd"])
-def test_publisher_sink_sends_valid_frames(layout: str, compression: str | None) -> None:
+def test_publisher_sink_sends_every_frame(layout: str, compression: str | None) -> None:
     sink = PublisherSink("tcp://127.0.0.1:*", layout=layout, compression=compression, heartbeat=0.05)
     sink.open(StreamInfo(W, H, TB))
     with Subscription(sink.endpoint, timeout=5) as sub:
         wait_connected(sub)
-        mb = matted(8, 5)
+        mb = matted(5)
         sink.write(mb)
         sink.close(complete=False)
         sink.close()
@@ -376,7 +376,7 @@ class ListSink:
 
     def write(self, batch: MattedBatch) -> None:
         rgba = batch.rgba()
-        for i in range(batch.valid):
+        for i in range(len(batch)):
             self.frames.append((batch.batch.pts[i], batch.batch.indices[i], rgba[i].numpy().copy()))
 
     def close(self, *, complete: bool = True) -> None:

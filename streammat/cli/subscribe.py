@@ -63,7 +63,6 @@ def _matted(rf: ReceivedFrame) -> MattedBatch:
         pts=(rf.pts,),
         time_base=rf.time_base,
         indices=(rf.index,),
-        valid=1,
         capture_times=(rf.capture_time,),
     )
     return MattedBatch(batch, torch.from_numpy(alpha)[None])

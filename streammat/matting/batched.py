@@ -185,10 +185,9 @@ class BatchedMatter:
     # The three steps of ``__call__``. The pipeline runs them on three threads, so the
     # resizes of one batch overlap the model run of the next (``pipeline.StagedMatter``).
     def prepare(self, batch: Batch) -> torch.Tensor:
-        """The model input of the batch's valid frames (the padded tail is never computed:
-        a dynamic batch dimension runs the valid frames only; a fixed one runs them in
-        chunks and the runner pads the last chunk)."""
-        images = batch.images[: batch.valid]
+        """The model input of the batch's frames (a graph with a fixed batch dimension runs
+        them in chunks and the runner pads the last chunk)."""
+        images = batch.images
         with _model_errors(self.family.name):
             if self.device.type != "cpu":
                 images = images.to(self.device, non_blocking=True)
@@ -201,16 +200,13 @@ class BatchedMatter:
 
     def finish(self, batch: Batch, raw: torch.Tensor) -> MattedBatch:
         """Masks at frame size from the raw model output."""
-        b, n, height, width = batch.size, batch.valid, batch.height, batch.width
-        alpha = torch.empty((b, height, width), dtype=torch.uint8)
+        alpha = torch.empty((len(batch), batch.height, batch.width), dtype=torch.uint8)
         with _model_errors(self.family.name):
             masks = postprocess(raw, self.family)
             if self.device.type == "cpu":
-                _resize_masks_cpu(masks, alpha.numpy()[:n])
+                _resize_masks_cpu(masks, alpha.numpy())
             else:
-                alpha[:n].copy_(_resize_masks_torch(masks, height, width))
-        if n < b:  # padding: any valid alpha will do; repeat the last real one
-            alpha[n:] = alpha[n - 1]
+                alpha.copy_(_resize_masks_torch(masks, batch.height, batch.width))
         return MattedBatch(batch, alpha)
 
     def __call__(self, batch: Batch) -> MattedBatch:

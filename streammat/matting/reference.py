@@ -17,7 +17,7 @@ __all__ = ["RembgMatter", "remove_background"]
 
 
 class RembgMatter:
-    """Matter that calls ``rembg.remove(frame, session=..., only_mask=True)`` per valid frame."""
+    """Matter that calls ``rembg.remove(frame, session=..., only_mask=True)`` per frame."""
 
     def __init__(self, session: Any) -> None:
         self.session = session
@@ -27,9 +27,8 @@ class RembgMatter:
 
         images = batch.images.numpy()
         alpha = np.zeros(images.shape[:3], dtype=np.uint8)
-        for i in range(batch.valid):
+        for i in range(len(batch)):
             alpha[i] = np.asarray(remove(images[i], session=self.session, only_mask=True))
-        alpha[batch.valid :] = alpha[batch.valid - 1]
         return MattedBatch(batch, torch.from_numpy(alpha))
 
 

@@ -79,7 +79,7 @@ class TemporalMatter:
         self._since_key = 0
 
     def __call__(self, batch: Batch) -> MattedBatch:
-        h, w, n = batch.height, batch.width, batch.valid
+        h, w, n = batch.height, batch.width, len(batch)
         if self._size != (h, w):
             if self._size is not None:
                 log.debug("frame size changed to %dx%d: temporal state reset", w, h)
@@ -143,18 +143,14 @@ class TemporalMatter:
             out.copy_(self._mask[:n]).mul_(255.0)
         if self._kernel is not None:
             out = _blur(out, self._kernel)
-        alpha = torch.empty((batch.size, h, w), dtype=torch.uint8)
-        alpha[:n] = out.round_().clamp_(0.0, 255.0).to(torch.uint8)
-        if n < batch.size:
-            alpha[n:] = alpha[n - 1]
-        return MattedBatch(batch, alpha)
+        return MattedBatch(batch, out.round_().clamp_(0.0, 255.0).to(torch.uint8))
 
     def _infer(self, batch: Batch, keys: list[int]) -> torch.Tensor:
         """Inner masks of the key frames, ``(len(keys),H,W)`` (uint8 or float)."""
         if not keys:
             return torch.empty((0, batch.height, batch.width))
-        if len(keys) == batch.valid:
-            return self.inner(batch).alpha[: batch.valid]
+        if len(keys) == len(batch):
+            return self.inner(batch).alpha
         idx = torch.tensor(keys)
         caps = tuple(batch.capture_times[i] for i in keys) if batch.capture_times else ()
         sub = Batch(
@@ -162,10 +158,9 @@ class TemporalMatter:
             pts=tuple(batch.pts[i] for i in keys),
             time_base=batch.time_base,
             indices=tuple(batch.indices[i] for i in keys),
-            valid=len(keys),
             capture_times=caps,
         )
-        return self.inner(sub).alpha[: len(keys)]
+        return self.inner(sub).alpha
 
 
 def _gaussian_kernel(radius: int) -> torch.Tensor:

@@ -18,7 +18,7 @@ class Sink(Protocol):
         ...
 
     def write(self, batch: MattedBatch) -> None:
-        """Consume the first ``batch.valid`` frames of the batch."""
+        """Consume every frame of the batch."""
         ...
 
     def close(self, *, complete: bool = True) -> None:

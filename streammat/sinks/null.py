@@ -20,7 +20,7 @@ class NullSink:
         self.closed = False
 
     def write(self, batch: MattedBatch) -> None:
-        self.frames += batch.valid
+        self.frames += len(batch)
 
     def close(self, *, complete: bool = True) -> None:
         if not self.closed:

@@ -112,8 +112,8 @@ class PngSequenceSink:
     def write(self, batch: MattedBatch) -> None:
         if not self._opened or self._closed or self._tmp is None:
             raise OutputError(f"{self.output} is not open")
-        n = batch.valid
-        rgb, alpha = batch.batch.images[:n].numpy(), batch.alpha[:n].numpy()
+        n = len(batch)
+        rgb, alpha = batch.batch.images.numpy(), batch.alpha.numpy()
         jobs = [(rgb[i], alpha[i], self._name % (self.frames + i)) for i in range(n)]
         if self._pool is None:
             for job in jobs:

@@ -101,7 +101,7 @@ class PreviewSink:
         """The BGR image shown for ``batch``: its newest frame composited, with an overlay."""
         import cv2
 
-        i = batch.valid - 1
+        i = len(batch) - 1
         rgb = batch.batch.images[i].numpy()
         alpha = batch.alpha[i].numpy()
         h, w = rgb.shape[:2]
@@ -120,7 +120,7 @@ class PreviewSink:
             out = composite(rgb, alpha, self._checker)
         now = time.monotonic()
         if self._last is not None and now > self._last:
-            inst = batch.valid / (now - self._last)
+            inst = len(batch) / (now - self._last)
             self._fps = inst if self._fps == 0.0 else 0.9 * self._fps + 0.1 * inst
         self._last = now
         text = f"{self._fps:5.1f} fps"
@@ -136,7 +136,7 @@ class PreviewSink:
         if self._closed:
             return
         bgr = self.render(batch)
-        self.frames += batch.valid
+        self.frames += len(batch)
         if self.show is not None:
             key = self.show(bgr)
         else:

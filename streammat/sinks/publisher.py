@@ -26,7 +26,7 @@ SINK_LAYOUTS = ("rgba", "rgb+a", "a")
 
 
 class PublisherSink:
-    """Publish every valid frame of each ``MattedBatch`` on a bound PUB endpoint.
+    """Publish every frame of each ``MattedBatch`` on a bound PUB endpoint.
 
     ``layout``: ``"rgba"`` (straight RGBA, one plane), ``"rgb+a"`` (colour and alpha
     planes) or ``"a"`` (alpha only). ``compression``: None (raw, zero-copy), ``"zstd"``
@@ -94,18 +94,18 @@ class PublisherSink:
         pub = self._pub
         if pub is None:
             raise TransportError(f"publisher sink {self.url} is not open")
-        n = batch.valid
+        n = len(batch)
         b = batch.batch
         if self.layout == "rgba":
-            rgba = batch.rgba()[:n].numpy()
+            rgba = batch.rgba().numpy()
             planes = [[rgba[i]] for i in range(n)]
         elif self.layout == "rgb+a":
-            img, alpha = b.images[:n].contiguous().numpy(), batch.alpha[:n].contiguous().numpy()
+            img, alpha = b.images.contiguous().numpy(), batch.alpha.contiguous().numpy()
             planes = [[img[i], alpha[i]] for i in range(n)]
         else:
-            alpha = batch.alpha[:n].contiguous().numpy()
+            alpha = batch.alpha.contiguous().numpy()
             planes = [[alpha[i]] for i in range(n)]
-        caps = b.capture_times or (None,) * b.size
+        caps = b.capture_times or (None,) * n
         for i in range(n):
             pub.send_frame(
                 [np.ascontiguousarray(p) for p in planes[i]],

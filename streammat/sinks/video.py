@@ -158,8 +158,8 @@ class VideoSink:
     def write(self, batch: MattedBatch) -> None:
         if self._stream is None or self._closed:
             raise OutputError(f"{self.path} is not open")
-        n = batch.valid
-        images, alpha = batch.batch.images[:n], batch.alpha[:n]
+        n = len(batch)
+        images, alpha = batch.batch.images, batch.alpha
         w, h = self._size
         if images.shape[1:3] != (h, w):
             images, alpha = self._fit(images, alpha)

@@ -73,7 +73,7 @@ class VirtualCameraSink:
             return
         import cv2
 
-        for i in range(batch.valid):
+        for i in range(len(batch)):
             rgb = batch.batch.images[i].numpy()
             alpha = batch.alpha[i].numpy()
             h, w = rgb.shape[:2]

@@ -87,7 +87,7 @@ class CollectingSink:
 
         if self.delay:
             time.sleep(self.delay)
-        for i in range(batch.valid):
+        for i in range(len(batch)):
             if self.fail_at is not None and len(self.pts) == self.fail_at:
                 raise OutputError("memory: disk full (simulated)")
             self.pts.append(batch.batch.pts[i])

@@ -16,8 +16,8 @@ from test_sinks import TB, VFR_PTS, clip_with_audio, expected_rgba, info_for, ru
 from streammat.errors import InputError
 from streammat.frames import Batch, Frame, MattedBatch, StreamInfo
 from streammat.pipeline import Pipeline
+from streammat.readback import probe, read_rgba
 from streammat.sinks import create_sink
-from streammat.sources.rgba_reader import probe, read_rgba
 
 
 def test_native_vp9_decoder_drops_alpha_but_read_rgba_keeps_it(tmp_path: Path):

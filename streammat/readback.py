@@ -21,7 +21,7 @@ import av
 import cv2
 import numpy as np
 
-from ..errors import InputError
+from .errors import InputError
 
 __all__ = ["RGBAFrame", "read_rgba", "probe"]
 
