@@ -1,133 +1,245 @@
-"""Typed configuration: frozen dataclasses loaded from ``configs/*.yaml``.
+"""Typed settings: one pydantic model for command-line options, config files, the library
+façade and the service.
 
-Command-line options override file values; unknown keys are an error (a typo in a
-config file must not be silently ignored).
+``PipelineSettings`` describes one stream: where frames come from, how they are matted,
+and where they go. ``ProcessConfig`` and ``LiveConfig`` are the same fields with the
+defaults of ``streammat process`` (files: batches of 8, no smoothing) and ``streammat
+live`` (a camera: batch 1, smoothing on). Types are strict — ``matte: "false"`` or
+``batch_size: 8.5`` are errors, not silent conversions — and an unknown key names the
+closest valid one. Every error is one ``ConfigError`` line naming the file or flag, the
+key, what was given and what is allowed.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, fields
+import difflib
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import ConfigError
 
-__all__ = ["ProcessConfig", "LiveConfig", "load_config", "override"]
+__all__ = [
+    "DEVICES",
+    "PUBLISH_LAYOUTS",
+    "COMPRESSIONS",
+    "MattingSettings",
+    "PipelineSettings",
+    "ProcessConfig",
+    "LiveConfig",
+    "load_config",
+    "settings_from",
+    "describe_error",
+]
 
-T = TypeVar("T")
+#: where the model runs
+DEVICES = ("auto", "cpu", "cuda", "tensorrt")
+#: how published frames carry their alpha, and their optional lossless compression
+PUBLISH_LAYOUTS = ("rgba", "rgb+a", "a")
+COMPRESSIONS = ("none", "zstd", "zlib")
+#: frames of at most 8K UHD (7680x4320) unless raised: a hostile or broken header cannot
+#: make a stream allocate tens of gigabytes
+DEFAULT_MAX_PIXELS = 7680 * 4320
+
+PositiveInt = Annotated[int, Field(ge=1)]
 
 
-@dataclass(frozen=True, kw_only=True)
-class ProcessConfig:
-    """Settings of ``streammat process`` (and the library's defaults)."""
+class _Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, populate_by_name=True)
 
-    model: str = "selfie"
-    device: str = "auto"
-    batch_size: int = 8
-    queue_depth: int = 2
+
+class MattingSettings(_Strict):
+    """How frames are matted: model, device, batching and the matte controls."""
+
+    model: str = Field("selfie", min_length=1, description="model name or path to an .onnx file")
+    device: Literal["auto", "cpu", "cuda", "tensorrt"] = "auto"
+    #: onnxruntime intra-op threads; None plans them from the core count
+    threads: Annotated[int, Field(ge=1, le=256)] | None = None
+    batch_size: Annotated[int, Field(ge=1, le=256)] = 8
     #: False selects rembg's exact per-frame path instead of the batched fast path
     fast: bool = True
-    #: alpha video codec override (e.g. "prores" for the faster ProRes encoder)
-    codec: str | None = None
+    #: temporal EMA of the mask (0 = off), binarize threshold, edge feather in pixels
+    smoothing: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    threshold: Annotated[float, Field(gt=0.0, lt=1.0)] | None = None
+    feather: Annotated[int, Field(ge=0, le=100)] = 0
+    #: run the model on every N-th frame and reuse its mask in between
+    every: Annotated[int, Field(ge=1, le=1000)] = 1
+
+    @property
+    def temporal(self) -> bool:
+        """Whether any matte control is on (the matter then keeps state across frames)."""
+        return bool(self.smoothing or self.threshold is not None or self.feather or self.every > 1)
+
+
+class PipelineSettings(MattingSettings):
+    """One stream: source → matting → outputs. Every ``process``/``live`` option has a key."""
+
+    # -- source ------------------------------------------------------------------
+    #: a video file or URL, an image sequence, a camera (index, /dev/videoN), or zmq+tcp://…
+    source: str = Field("", validation_alias=AliasChoices("source", "camera", "input"))
+    #: read a file as a live camera: at its own rate, newest frame first
+    realtime: bool = False
+    #: start a file again at its end (with realtime)
+    loop: bool = False
+    max_pixels: PositiveInt = DEFAULT_MAX_PIXELS
+    #: requested capture size and rate (cameras)
+    width: PositiveInt | None = None
+    height: PositiveInt | None = None
+    fps: Annotated[float, Field(gt=0, le=1000)] | None = None
+    #: seconds without a new frame before a camera counts as lost; reopen it then
+    watchdog: Annotated[float, Field(gt=0, le=3600)] = 2.0
+    reconnect: bool = True
+    #: stop after the source delivered this many frames / this many seconds
+    frames: PositiveInt | None = None
+    duration: Annotated[float, Field(gt=0)] | None = None
+    #: ZeroMQ source: topic prefix, seconds of silence that end the stream, newest frame only, CURVE keys
+    source_topic: str = ""
+    source_timeout: Annotated[float, Field(gt=0)] | None = None
+    source_latest: bool = False
+    source_secure: str | None = None
+
+    # -- pipeline ----------------------------------------------------------------
+    #: batches buffered between decode, matting and encode
+    queue_depth: Annotated[int, Field(ge=1, le=64)] = 2
+    #: seconds after which a partial batch is sent (live sources with batch_size > 1)
+    flush_after: Annotated[float, Field(gt=0, le=10)] | None = None
+
+    # -- outputs -----------------------------------------------------------------
+    output: str | None = None
     format: str | None = None
+    codec: str | None = None
     background: str | None = None
     matte: bool = False
-    #: onnxruntime intra-op threads; None plans them from the core count
-    threads: int | None = None
-    #: temporal EMA of the mask (0 = off, the default for files), threshold and feather
-    smoothing: float = 0.0
-    threshold: float | None = None
-    feather: int = 0
+    overwrite: bool = False
+    publish: tuple[str, ...] = ()
+    topic: str = ""
+    layout: Literal["rgba", "rgb+a", "a"] = "rgba"
+    compress: Literal["none", "zstd", "zlib"] = "none"
+    publish_secure: str | None = None
+    publish_hwm: PositiveInt | None = None
+    publish_wait: Annotated[int, Field(ge=0, le=1000)] = 0
+    preview: bool = False
+    #: virtual camera device ("" = the default device), None = off
+    virtual_camera: str | None = None
 
-    def __post_init__(self) -> None:
-        if self.batch_size < 1 or self.batch_size > 256:
-            raise ConfigError(f"batch_size must be between 1 and 256, got {self.batch_size}")
-        if self.queue_depth < 1:
-            raise ConfigError(f"queue_depth must be at least 1, got {self.queue_depth}")
-        if self.threads is not None and self.threads < 1:
-            raise ConfigError(f"threads must be at least 1, got {self.threads}")
-        if not 0.0 <= self.smoothing < 1.0:
-            raise ConfigError(f"smoothing must be in [0, 1), got {self.smoothing}")
-        if self.threshold is not None and not 0.0 < self.threshold < 1.0:
-            raise ConfigError(f"threshold must be in (0, 1), got {self.threshold}")
-        if self.feather < 0:
-            raise ConfigError(f"feather must be >= 0, got {self.feather}")
-
-    def replace(self, **changes: Any) -> ProcessConfig:
-        """A copy with ``changes`` applied; None values leave a field as it is."""
-        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+    @field_validator("publish", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        # one URL or a list of them, in files and from the command line alike
+        if isinstance(value, str):
+            return (value,)
+        if isinstance(value, list):
+            return tuple(value)
+        return value
 
 
-@dataclass(frozen=True, kw_only=True)
-class LiveConfig:
-    """Settings of ``streammat live`` (the ``live:`` section of a config file)."""
-
-    camera: str = "0"
-    width: int | None = None
-    height: int | None = None
-    fps: float | None = None
-    #: seconds without a new frame before the camera counts as lost
-    watchdog: float = 2.0
-    reconnect: bool = True
-    model: str = "selfie"
-    device: str = "auto"
-    threads: int | None = None
-    batch_size: int = 1
-    #: seconds after which a partial batch is sent (batch_size > 1)
-    flush_after: float = 0.02
-    smoothing: float = 0.5
-    threshold: float | None = None
-    feather: int = 0
-    every: int = 1
-
-    def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
-        if not 0.0 <= self.smoothing < 1.0:
-            raise ConfigError(f"smoothing must be in [0, 1), got {self.smoothing}")
-        if self.threshold is not None and not 0.0 < self.threshold < 1.0:
-            raise ConfigError(f"threshold must be in (0, 1), got {self.threshold}")
-        if self.feather < 0 or self.every < 1:
-            raise ConfigError(f"feather must be >= 0 and every >= 1, got {self.feather} and {self.every}")
-        if self.watchdog <= 0:
-            raise ConfigError(f"watchdog must be > 0, got {self.watchdog}")
+class ProcessConfig(PipelineSettings):
+    """Settings of ``streammat process`` (the ``process:`` section of a config file)."""
 
 
-_SECTIONS = {ProcessConfig: "process", LiveConfig: "live"}
+class LiveConfig(PipelineSettings):
+    """Settings of ``streammat live`` (the ``live:`` section): low latency and a steady matte."""
+
+    source: str = Field("0", validation_alias=AliasChoices("source", "camera", "input"))
+    realtime: bool = True
+    batch_size: Annotated[int, Field(ge=1, le=256)] = 1
+    queue_depth: Annotated[int, Field(ge=1, le=64)] = 1
+    flush_after: Annotated[float, Field(gt=0, le=10)] | None = 0.02
+    smoothing: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.5
 
 
-def load_config(path: str | Path | None, cls: type[T] = ProcessConfig) -> T:  # type: ignore[assignment]
-    """Load ``cls`` from a YAML file: its section (``process:``, ``live:``) or, for a file
-    without sections, its top-level mapping."""
-    if path is None:
-        return cls()
+_SECTIONS: dict[type, str] = {ProcessConfig: "process", LiveConfig: "live"}
+T = TypeVar("T", bound=PipelineSettings)
+
+
+def describe_error(exc: ValidationError, fields: set[str], *, where: str, flag: bool = False) -> str:
+    """The first problem of a ``ValidationError`` as one line: where, key, given, allowed."""
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"]) or "settings"
+    key = "--" + loc.replace("_", "-") if flag else loc
+    if err["type"] == "extra_forbidden":
+        close = difflib.get_close_matches(str(err["loc"][-1]), sorted(fields), n=1, cutoff=0.6)
+        hint = f" (did you mean {('--' + close[0].replace('_', '-')) if flag else close[0]!r}?)" if close else ""
+        return f"{where}: unknown setting {key!r}{hint}"
+    given = err.get("input")
+    shown = repr(given)
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    msg = err["msg"]
+    if err["type"] == "literal_error":
+        msg = msg.replace("Input should be", "expected")
+    else:
+        msg = msg.replace("Input should be", "expected").replace("Input", "value")
+    return f"{where}: {key}: {msg}, got {shown}"
+
+
+def settings_from(cls: type[T], values: dict[str, Any], *, where: str, flag: bool = False) -> T:
+    """``cls(**values)`` with validation errors as one ``ConfigError`` line."""
+    try:
+        return cls(**values)
+    except ValidationError as exc:
+        raise ConfigError(describe_error(exc, set(cls.model_fields), where=where, flag=flag)) from None
+
+
+def read_config(path: str | Path, cls: type[PipelineSettings]) -> dict[str, Any]:
+    """The mapping of settings for ``cls`` in a YAML file: its section (``process:``,
+    ``live:``) or, for a file without sections, its top-level mapping."""
     import yaml
 
     p = Path(path)
     try:
-        data = yaml.safe_load(p.read_text()) or {}
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not a YAML text file") from None
     except OSError as exc:
-        raise ConfigError(f"{p}: cannot read config ({exc.strerror or exc})") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: invalid YAML ({str(exc).splitlines()[0]})") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{p}: expected a mapping of settings")
-    name = _SECTIONS.get(cls)  # type: ignore[call-overload]
-    sectioned = any(k in data for k in _SECTIONS.values())
-    section = (data.get(name) or {}) if sectioned else data
-    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(section) - known)
-    if unknown:
-        raise ConfigError(f"{p}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        raise ConfigError(f"{p}: cannot read config ({exc.strerror or exc})") from None
     try:
-        return cls(**section)
-    except TypeError as exc:
-        raise ConfigError(f"{p}: {exc}") from exc
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: invalid YAML ({str(exc).splitlines()[0]})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a mapping of settings, got {type(data).__name__}")
+    name = _SECTIONS.get(cls, "process")
+    if any(k in data for k in _SECTIONS.values()):
+        unknown = sorted(str(k) for k in data if k not in _SECTIONS.values())
+        if unknown:
+            raise ConfigError(f"{p}: unknown section {unknown[0]!r}; expected {' or '.join(_SECTIONS.values())}")
+        data = data.get(name) or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{p}: {name}: expected a mapping of settings, got {type(data).__name__}")
+    bad = [k for k in data if not isinstance(k, str)]
+    if bad:
+        raise ConfigError(f"{p}: setting names must be text, got {bad[0]!r}")
+    return data
 
 
-def override(cfg: T, options: object) -> T:
-    """``cfg`` with every field that ``options`` (e.g. parsed command-line arguments) sets
-    to something other than None; the result is validated like any config."""
-    changes = {f.name: v for f in fields(cfg) if (v := getattr(options, f.name, None)) is not None}  # type: ignore[arg-type]
-    return dataclasses.replace(cfg, **changes)  # type: ignore[type-var]
+def load_config(path: str | Path | None, cls: type[T] = ProcessConfig) -> T:  # type: ignore[assignment]
+    """Load ``cls`` from a YAML file (or its defaults when ``path`` is None)."""
+    if path is None:
+        return cls()
+    return settings_from(cls, read_config(path, cls), where=str(path))
+
+
+def merge(cls: type[T], path: str | Path | None, options: dict[str, Any]) -> T:
+    """The defaults of ``cls``, overridden by the config file at ``path``, overridden by the
+    ``options`` that were given (None values are left out): the one override rule of every
+    command. A bad option names its flag; a bad file value names the file."""
+    values = read_config(path, cls) if path is not None else {}
+    file_settings = settings_from(cls, values, where=str(path)) if path is not None else None
+    given = {k: v for k, v in options.items() if v is not None}
+    try:
+        cls(**given)  # options alone first, so a bad flag is reported as that flag
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        if err["type"] != "missing":
+            raise ConfigError(describe_error(exc, set(cls.model_fields), where="streammat", flag=True)) from None
+    base = file_settings.model_dump(exclude_unset=True) if file_settings is not None else {}
+    return settings_from(cls, {**_by_field(cls, base), **given}, where=str(path) if path else "streammat")
+
+
+def _by_field(cls: type[PipelineSettings], values: dict[str, Any]) -> dict[str, Any]:
+    """Field names as keys (``camera:`` in a file is the ``source`` field)."""
+    return {k: v for k, v in values.items() if k in cls.model_fields}

@@ -1,14 +1,19 @@
 """Source → batcher → matter → sinks, each stage on its own thread (the matter's prepare,
 model and finish steps on three, when it offers them).
 
-One shutdown path (CONVENTIONS §4): a stop event, an end-of-stream sentinel, bounded
-queues used with timeouts, the first worker exception re-raised in the caller, joins
-that cannot hang. Ctrl-C in the caller stops every stage and finalizes the sinks as
-partial outputs.
+One shutdown path: a stop event, an end-of-stream sentinel, bounded queues used with
+timeouts, the first worker exception re-raised in the caller, joins that cannot hang.
+
+Stopping is an event, not an exception. ``stop(drain=True)`` ends the source and lets the
+frames already read flow into the outputs (a first Ctrl-C); ``stop()`` ends every stage at
+its next item (a second Ctrl-C). A source error drains too: every frame decoded before a
+broken packet reaches the outputs. A sink is closed only after the thread that writes to
+it has finished, and every close has a deadline, so stopping can never hang in an encoder.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import threading
@@ -18,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .batching import Batcher
-from .errors import Interrupted, StreammatError
+from .errors import ConfigError, Interrupted, OutputError, StreammatError
 from .frames import Batch, Frame, MattedBatch, StreamInfo
 from .matting.base import Matter, StagedMatter
 from .sinks.base import Sink
@@ -31,6 +36,10 @@ log = logging.getLogger(__name__)
 _EOS = object()  # end-of-stream sentinel
 _POLL = 0.05  # seconds between stop-event checks in blocking calls
 _JOIN_TIMEOUT = 10.0
+_CLOSE_TIMEOUT = 30.0  # a sink's close (encoder flush, rename) must finish by then
+#: frames in flight (queues, batches, stage hands) must fit this many bytes; larger frames
+#: get smaller batches (an 8K frame is 100 MB)
+MEMORY_BUDGET = 2 << 30
 
 
 @dataclass
@@ -53,6 +62,8 @@ class RunResult:
     complete: bool = False
     elapsed: float = 0.0
     source_stats: dict[str, int] = field(default_factory=dict)
+    #: ended by ``Pipeline.stop`` (a signal, a preview window closed) rather than by the source
+    stopped: bool = False
     #: seconds each stage spent working (not waiting), for benchmarks
     busy: dict[str, float] = field(default_factory=dict)
 
@@ -90,7 +101,10 @@ class Pipeline:
     """Run ``source`` through ``matter`` into ``sinks`` with overlapped stages.
 
     ``flush_after`` (seconds) sends a partial batch when no new frame completed it in
-    time (live sources); files leave it None and only the last batch is partial.
+    time (live sources); files leave it None and only the last batch is short.
+    ``stop_is_end``: a drained ``stop`` is the normal end of the run (live cameras), so the
+    outputs are complete rather than partial. ``max_frames`` ends the run, complete, after
+    that many frames. A pipeline runs once.
     """
 
     def __init__(
@@ -103,7 +117,13 @@ class Pipeline:
         queue_depth: int = 2,
         flush_after: float | None = None,
         on_progress: Callable[[Progress], None] | None = None,
+        stop_is_end: bool = False,
+        max_frames: int | None = None,
     ) -> None:
+        _check_stages(source, matter, sinks)
+        for name, value in (("batch_size", batch_size), ("queue_depth", queue_depth)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"Pipeline: {name} must be an integer >= 1, got {value!r}")
         self.source = source
         self.matter = matter
         self.sinks = list(sinks)
@@ -111,21 +131,39 @@ class Pipeline:
         self.queue_depth = queue_depth
         self.flush_after = flush_after
         self.on_progress = on_progress
+        self.stop_is_end = stop_is_end
+        self.max_frames = max_frames
         # a StagedMatter's three steps run on three threads; any other matter is one step
         if isinstance(matter, StagedMatter):
             self._steps: tuple[Callable[..., Any], ...] = (matter.prepare, matter.infer, matter.finish)
         else:
             self._steps = (_same, matter, _second)
-        self._stop = threading.Event()
+        self._stop = threading.Event()  # every stage ends at its next item
+        self._drain = threading.Event()  # the source ends; what was read flows out
         self._errors: list[BaseException] = []
+        self._source_error: BaseException | None = None
         self._lock = threading.Lock()
+        self._ran = False
 
     # -- public -------------------------------------------------------------------
-    def stop(self) -> None:
-        """Ask every stage to stop (thread-safe); ``run`` then returns a partial result."""
-        self._stop.set()
+    def stop(self, *, drain: bool = False) -> None:
+        """Ask the pipeline to stop (thread-safe, also from a signal handler).
+
+        ``drain=True`` ends the source and lets the frames already read reach the outputs;
+        otherwise every stage stops at its next item. ``run`` then returns with
+        ``result.stopped``; the outputs are partial unless ``stop_is_end``."""
+        self._drain.set()
+        if not drain:
+            self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._drain.is_set()
 
     def run(self) -> RunResult:
+        if self._ran:
+            raise ConfigError("a Pipeline runs once; build a new one (its sinks are closed)")
+        self._ran = True
         t0 = time.monotonic()
         # A caller may open the source first to fail fast on bad input; reuse its info then.
         info = getattr(self.source, "info", None) or self.source.open()
@@ -140,8 +178,8 @@ class Pipeline:
                 self._close_sink(sink, complete=False)
             self.source.close()
             raise
-
-        frames_q: queue.Queue = _LatestQueue() if self.source.backpressure == "latest" else queue.Queue(self.batch_size)
+        batch_size = self._fit_batch(info)
+        frames_q: queue.Queue = _LatestQueue() if self.source.backpressure == "latest" else queue.Queue(batch_size)
         # live: the matter always takes the newest batch, so latency stays one inference
         batches_q: queue.Queue = (
             _LatestQueue() if self.source.backpressure == "latest" else queue.Queue(self.queue_depth)
@@ -149,35 +187,36 @@ class Pipeline:
         inferred_q: queue.Queue = queue.Queue(self.queue_depth)
         matted_q: queue.Queue = queue.Queue(self.queue_depth)
         busy = {"decode": 0.0, "prepare": 0.0, "model": 0.0, "finish": 0.0, "encode": 0.0}
+        stages = [
+            ("decode", self._decode, (frames_q, result, busy)),
+            ("batch", self._batch, (frames_q, batches_q, busy, batch_size)),
+            ("model", self._infer, (batches_q, inferred_q, busy)),
+            ("finish", self._finish, (inferred_q, matted_q, busy)),
+            ("encode", self._encode, (matted_q, result, busy, t0)),
+        ]
         threads = [
-            threading.Thread(target=self._guard, args=(self._decode, frames_q, result, busy), name="sm-decode"),
-            threading.Thread(target=self._guard, args=(self._batch, frames_q, batches_q, busy), name="sm-batch"),
-            threading.Thread(target=self._guard, args=(self._infer, batches_q, inferred_q, busy), name="sm-model"),
-            threading.Thread(target=self._guard, args=(self._finish, inferred_q, matted_q, busy), name="sm-finish"),
-            threading.Thread(target=self._guard, args=(self._encode, matted_q, result, busy, t0), name="sm-encode"),
+            threading.Thread(target=self._guard, args=(name, fn, *args), name=f"sm-{name}", daemon=True)
+            for name, fn, args in stages
         ]
         for t in threads:
             t.start()
         interrupted = False
         try:
-            while any(t.is_alive() for t in threads):
-                for t in threads:
-                    t.join(timeout=_POLL)
-                if self._errors:
-                    self._stop.set()
-                if self._stop.is_set():
-                    self.source.close()  # a live source may be waiting for a lost camera
-        except KeyboardInterrupt:
+            self._wait(threads)
+        except KeyboardInterrupt:  # a library caller without signal handlers pressed Ctrl-C
             interrupted = True
-            self._stop.set()
+            self.stop()
         finally:
             self.source.close()  # unblocks a source waiting on a device or socket
-            for t in threads:
-                t.join(timeout=_JOIN_TIMEOUT)
-                if t.is_alive():  # pragma: no cover - a stage ignored the stop event
-                    log.error("stage %s did not stop within %.0f s", t.name, _JOIN_TIMEOUT)
-            result.complete = not interrupted and not self._errors and not self._stopped_early(result)
-            close_errors = [e for s in self.sinks if (e := self._close_sink(s, complete=result.complete))]
+            writer_done = self._join(threads)
+            result.stopped = self._drain.is_set() and self._source_error is None
+            clean = not self._errors and self._source_error is None and not interrupted
+            result.complete = clean and (not result.stopped or (self.stop_is_end and not self._stop.is_set()))
+            if writer_done:
+                close_errors = [e for s in self.sinks if (e := self._close_sink(s, complete=result.complete))]
+            else:  # closing while the writer is still inside an encoder can hang or crash it
+                log.error("the writer did not stop within %.0f s; outputs are left unfinished", _JOIN_TIMEOUT)
+                close_errors = []
             result.elapsed = time.monotonic() - t0
             result.busy = busy
             result.source_stats = dict(self.source.stats)
@@ -188,21 +227,92 @@ class Pipeline:
             raise Interrupted(f"stopped by the user after {result.frames_out} frames")
         if self._errors:
             raise self._errors[0]
+        if self._source_error is not None:
+            raise self._source_error
         if close_errors:
             raise close_errors[0]
         return result
 
-    # -- stages -------------------------------------------------------------------
-    def _stopped_early(self, result: RunResult) -> bool:
-        return self._stop.is_set() and result.frames_out < result.frames_in
+    # -- waiting and closing ------------------------------------------------------
+    def _wait(self, threads: list[threading.Thread]) -> None:
+        while any(t.is_alive() for t in threads):
+            for t in threads:
+                t.join(timeout=_POLL)
+            if self._errors:
+                self._stop.set()
+            if self._drain.is_set():
+                self.source.close()  # a live source may be waiting for a lost camera
 
-    def _guard(self, fn: Callable[..., None], *args: object) -> None:
+    def _join(self, threads: list[threading.Thread]) -> bool:
+        """Join every stage (bounded); True when the writer (the last stage) has finished."""
+        deadline = time.monotonic() + _JOIN_TIMEOUT
+        for t in threads:
+            while t.is_alive() and time.monotonic() < deadline:
+                try:
+                    t.join(timeout=_POLL)
+                except KeyboardInterrupt:  # another Ctrl-C while stopping: stop harder
+                    self.stop()
+            if t.is_alive():
+                log.error("stage %s did not stop within %.0f s", t.name, _JOIN_TIMEOUT)
+        return not threads[-1].is_alive()
+
+    def _fit_batch(self, info: StreamInfo) -> int:
+        """``batch_size``, smaller when frames are so large that the batches in flight would
+        not fit ``MEMORY_BUDGET``."""
+        frame_bytes = max(1, info.width * info.height * 4)  # RGB + alpha
+        in_flight = 3 * self.queue_depth + 2  # queued and in-hand batches
+        fits = max(1, MEMORY_BUDGET // (frame_bytes * in_flight))
+        if fits < self.batch_size:
+            log.info(
+                "%dx%d frames: batches of %d instead of %d to stay within memory",
+                info.width,
+                info.height,
+                fits,
+                self.batch_size,
+            )
+            return fits
+        return self.batch_size
+
+    @staticmethod
+    def _close_sink(sink: Sink, *, complete: bool) -> StreammatError | None:
+        """Close ``sink`` within ``_CLOSE_TIMEOUT``; every error becomes an ``OutputError``."""
+        errors: list[BaseException] = []
+
+        def close() -> None:
+            try:
+                sink.close(complete=complete)
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        t = threading.Thread(target=close, name="sm-close", daemon=True)
+        t.start()
+        t.join(_CLOSE_TIMEOUT)
+        name = getattr(sink, "description", type(sink).__name__)
+        if t.is_alive():
+            log.error("%s: closing took longer than %.0f s; left unfinished", name, _CLOSE_TIMEOUT)
+            return OutputError(f"{name}: could not be finalized within {_CLOSE_TIMEOUT:.0f} s")
+        if not errors:
+            return None
+        exc = errors[0]
+        err = exc if isinstance(exc, StreammatError) else OutputError(f"{name}: cannot finish: {exc}")
+        log.error("%s", err)
+        return err
+
+    # -- stages -------------------------------------------------------------------
+    def _guard(self, name: str, fn: Callable[..., None], *args: object) -> None:
         try:
             fn(*args)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
             with self._lock:
+                if name == "decode" and isinstance(exc, StreammatError) and not self._stop.is_set():
+                    # a broken input: what was decoded before it still reaches the outputs
+                    self._source_error = exc
+                    self._drain.set()
+                    self._put(args[0], _EOS)  # type: ignore[arg-type]
+                    return
                 self._errors.append(exc)
             self._stop.set()
+            self._drain.set()
 
     def _put(self, q: queue.Queue, item: object) -> bool:
         while not self._stop.is_set():
@@ -227,22 +337,26 @@ class Pipeline:
 
     def _decode(self, out: queue.Queue, result: RunResult, busy: dict[str, float]) -> None:
         it = iter(self.source)
-        while not self._stop.is_set():
+        while not self._drain.is_set():
             t = time.perf_counter()
             try:
                 frame = next(it)
             except StopIteration:
                 break
             busy["decode"] += time.perf_counter() - t
+            if self._drain.is_set():  # stopped while the source was waiting: not read
+                break
             result.frames_in += 1
             if not self._put(out, frame):
                 return
+            if self.max_frames is not None and result.frames_in >= self.max_frames:
+                break
         self._put(out, _EOS)
 
-    def _batch(self, src: queue.Queue, out: queue.Queue, busy: dict[str, float]) -> None:
+    def _batch(self, src: queue.Queue, out: queue.Queue, busy: dict[str, float], batch_size: int) -> None:
         """Frames → batches → the matter's ``prepare`` step."""
         prepare = self._steps[0]
-        batcher = Batcher(self.batch_size)
+        batcher = Batcher(batch_size)
 
         def emit(batch: Batch) -> bool:
             t = time.perf_counter()
@@ -293,8 +407,16 @@ class Pipeline:
         self._put(out, _EOS)
 
     def _encode(self, src: queue.Queue, result: RunResult, busy: dict[str, float], t0: float) -> None:
+        origin: int | None = None
         while (item := self._get(src)) is not _EOS:
             assert isinstance(item, MattedBatch)
+            if self.source.backpressure == "latest":
+                # a live stream's timeline starts at its first written frame, not when the
+                # camera opened (the model loads in between) nor at frames dropped since
+                origin = item.batch.pts[0] if origin is None else origin
+                if origin:
+                    moved = tuple(p - origin for p in item.batch.pts)
+                    item = MattedBatch(dataclasses.replace(item.batch, pts=moved), item.alpha)
             t = time.perf_counter()
             for sink in self.sinks:
                 sink.write(item)
@@ -314,11 +436,21 @@ class Pipeline:
                     )
                 )
 
-    @staticmethod
-    def _close_sink(sink: Sink, *, complete: bool) -> StreammatError | None:
-        try:
-            sink.close(complete=complete)
-        except StreammatError as exc:
-            log.error("%s", exc)
-            return exc
-        return None
+
+def _check_stages(source: object, matter: object, sinks: object) -> None:
+    """Wrong stage objects are one clear error here, not an AttributeError in a thread."""
+    if isinstance(source, str | bytes) or not all(hasattr(source, a) for a in ("open", "close", "__iter__")):
+        raise ConfigError(
+            f"Pipeline: source must be a Source (FileSource, CameraSource, ZmqSource, open_source(...)), "
+            f"got {type(source).__name__}"
+        )
+    if not callable(matter):
+        raise ConfigError(
+            f"Pipeline: matter must be a Matter (create_matter(session)), got {type(matter).__name__}; "
+            "a session is made into one with create_matter"
+        )
+    if isinstance(sinks, str | bytes) or not isinstance(sinks, Sequence):
+        raise ConfigError(f"Pipeline: sinks must be a list of sinks (create_sink(...)), got {type(sinks).__name__}")
+    for sink in sinks:
+        if not all(hasattr(sink, a) for a in ("open", "write", "close")):
+            raise ConfigError(f"Pipeline: {type(sink).__name__} is not a sink (open/write/close)")

@@ -4,7 +4,7 @@ import time
 import pytest
 import torch
 
-from streammat.errors import InputError, Interrupted, OutputError
+from streammat.errors import ConfigError, InputError, Interrupted, OutputError
 from streammat.frames import MattedBatch
 from streammat.pipeline import Pipeline
 from streammat.testing import CollectingSink, ListSource
@@ -24,12 +24,74 @@ def test_every_frame_arrives_in_order_with_its_pts():
     assert [int(x[0, 0, 0]) for x in sink.rgb] == list(range(21))
 
 
-def test_source_error_reaches_caller_and_sinks_finalize_as_partial():
-    sink = CollectingSink()
+def test_source_error_reaches_caller_after_every_decoded_frame_was_written():
+    """A broken input drains: the frames decoded before the error reach the outputs."""
+    sink = CollectingSink(delay=0.02)  # a slow writer: frames are still queued at the error
     with pytest.raises(InputError, match="frame 10 is broken"):
         Pipeline(ListSource(50, fail_at=10), half_alpha, [sink], batch_size=4).run()
     assert sink.closed_with == [False]
-    assert sink.pts == list(range(len(sink.pts))) and len(sink.pts) <= 10
+    assert sink.pts == list(range(10))
+
+
+def test_drained_stop_writes_what_was_read_and_a_hard_stop_does_not_wait():
+    sink = CollectingSink(delay=0.005)
+    p = Pipeline(ListSource(10_000, delay=0.001), half_alpha, [sink], batch_size=4)
+    threading.Timer(0.3, lambda: p.stop(drain=True)).start()
+    result = p.run()
+    assert result.stopped and not result.complete and sink.closed_with == [False]
+    assert result.frames_out == result.frames_in == len(sink.pts) > 0  # nothing read was lost
+
+
+def test_stop_is_the_normal_end_of_a_live_run():
+    sink = CollectingSink()
+    p = Pipeline(ListSource(10_000, delay=0.002), half_alpha, [sink], batch_size=1, stop_is_end=True)
+    threading.Timer(0.3, lambda: p.stop(drain=True)).start()
+    result = p.run()
+    assert result.stopped and result.complete and sink.closed_with == [True]
+
+
+def test_a_pipeline_runs_once():
+    p = Pipeline(ListSource(3), half_alpha, [CollectingSink()])
+    p.run()
+    with pytest.raises(ConfigError, match="runs once"):
+        p.run()
+
+
+def test_sinks_close_only_after_the_writer_finished_and_any_close_error_is_reported():
+    class Sink(CollectingSink):
+        writing = False
+
+        def write(self, batch):
+            self.writing = True
+            time.sleep(0.05)
+            super().write(batch)
+            self.writing = False
+
+        def close(self, *, complete=True):
+            assert not self.writing, "closed while the writer was inside write()"
+            super().close(complete=complete)
+            raise RuntimeError("flush failed")
+
+    sink = Sink()
+    p = Pipeline(ListSource(10_000), half_alpha, [sink], batch_size=2)
+    threading.Timer(0.2, p.stop).start()
+    with pytest.raises(OutputError, match="flush failed"):
+        p.run()
+    assert sink.closed_with == [False]
+
+
+@pytest.mark.parametrize(
+    "args, culprit",
+    [
+        (("in.mp4", half_alpha, []), "source must be a Source"),
+        ((ListSource(1), object(), []), "matter must be a Matter"),
+        ((ListSource(1), half_alpha, "out.mov"), "sinks must be a list"),
+        ((ListSource(1), half_alpha, [object()]), "is not a sink"),
+    ],
+)
+def test_wrong_stages_are_one_clear_error(args, culprit):
+    with pytest.raises(ConfigError, match=culprit):
+        Pipeline(*args)
 
 
 def test_matting_error_stops_every_stage_promptly():

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from fractions import Fraction
 
 import pytest
 import torch
 
+from streammat.errors import ConfigError
 from streammat.frames import Batch, MattedBatch
 from streammat.matting.temporal import TemporalMatter
 
@@ -121,8 +123,49 @@ def test_reset_after_a_gap_and_every_n_recomputes():
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"smoothing": 1.0}, {"smoothing": -0.1}, {"threshold": 1.5}, {"feather": -1}, {"every": 0}]
+    "kwargs",
+    [{"smoothing": 1.0}, {"smoothing": -0.1}, {"threshold": 1.5}, {"feather": -1}, {"feather": 2.5}, {"every": 0}],
 )
 def test_rejects_bad_settings(kwargs):
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError, match=next(iter(kwargs))):
         TemporalMatter(ScriptedMatter([]), **kwargs)
+
+
+class StagedScript(ScriptedMatter):
+    """A staged matter: the three steps, each recording the thread it ran on."""
+
+    def __init__(self, values: list[int]) -> None:
+        super().__init__(values)
+        self.threads: dict[str, set[str]] = {"prepare": set(), "infer": set(), "finish": set()}
+
+    def prepare(self, batch: Batch) -> Batch:
+        self.threads["prepare"].add(threading.current_thread().name)
+        return batch
+
+    def infer(self, batch: Batch) -> Batch:
+        self.threads["infer"].add(threading.current_thread().name)
+        return batch
+
+    def finish(self, batch: Batch, raw: Batch) -> MattedBatch:
+        self.threads["finish"].add(threading.current_thread().name)
+        return self(raw)
+
+
+def test_is_staged_and_keeps_the_three_thread_overlap_in_a_pipeline():
+    from streammat.matting.base import StagedMatter
+    from streammat.pipeline import Pipeline
+    from streammat.testing import CollectingSink, ListSource
+
+    values = [(i * 37) % 256 for i in range(40)]
+    inner = StagedScript(values)
+    tm = TemporalMatter(inner, smoothing=0.5, every=2)
+    assert isinstance(tm, StagedMatter)
+    sink = CollectingSink()
+    Pipeline(ListSource(40), tm, [sink], batch_size=4).run()  # 40 ms apart
+    # every other frame reached the model, each step on its own pipeline thread
+    assert len(sink.alpha) == 40 and sum(inner.calls) == 20
+    assert inner.threads == {"prepare": {"sm-batch"}, "infer": {"sm-model"}, "finish": {"sm-finish"}}
+    # the same numbers as the one-call path
+    ref = TemporalMatter(ScriptedMatter(values), smoothing=0.5, every=2)
+    expected = [ref(make_batch([i * 40 for i in range(s, s + 4)])).alpha[:, 0, 0].tolist() for s in range(0, 40, 4)]
+    assert [int(a[0, 0]) for a in sink.alpha] == [v for chunk in expected for v in chunk]

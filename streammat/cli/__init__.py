@@ -11,12 +11,12 @@ import argparse
 import importlib
 import logging
 import os
-import signal
 import sys
-import threading
+from typing import NoReturn
 
 from .._allocator import tune_allocator
 from ..errors import ConfigError, Interrupted, StreammatError
+from ._run import install_signal_handlers
 
 # sub-command modules, in the order `streammat --help` lists them
 _COMMANDS = ("process", "live", "models", "sample", "subscribe", "keys")
@@ -26,11 +26,18 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes are one line (``streammat process: error: …``) and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="streammat", description="Stream-processing video matting.")
+    parser = _Parser(prog="streammat", description="Stream-processing video matting.")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
     parser.add_argument("-q", "--quiet", action="store_true", help="only errors")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in _COMMANDS:
         importlib.import_module(f"{__name__}.{name}").add_parser(sub)
     for command in sub.choices.values():  # -v/-q also after the sub-command, as users type them
@@ -57,16 +64,6 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     logging.captureWarnings(True)
 
 
-def _sigterm_as_interrupt() -> None:
-    """``kill PID`` stops a run like Ctrl-C does: outputs are finalized, exit code 130."""
-
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, handler)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -74,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     _setup_logging(args.verbose, args.quiet)
-    _sigterm_as_interrupt()
+    install_signal_handlers()
     tune_allocator()
     try:
         return int(args.func(args) or 0)

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import argparse
 
-from ..sinks.base import Sink
-from ..sinks.publisher import SINK_LAYOUTS, PublisherSink
-from ..transport.security import ServerSecurity
+from ..config import COMPRESSIONS, PUBLISH_LAYOUTS
 
-__all__ = ["add_publish_arguments", "publish_sinks"]
+__all__ = ["add_publish_arguments", "PUBLISH_OPTIONS"]
+
+#: argument → setting (``config.PipelineSettings``)
+PUBLISH_OPTIONS = {
+    "publish": "publish",
+    "topic": "topic",
+    "layout": "layout",
+    "compress": "compress",
+    "publish_secure": "publish_secure",
+    "publish_hwm": "publish_hwm",
+    "publish_wait": "publish_wait",
+}
 
 
 def add_publish_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,20 +26,17 @@ def add_publish_arguments(parser: argparse.ArgumentParser) -> None:
         "--publish",
         metavar="URL",
         action="append",
-        default=[],
         help="publish matted frames on this endpoint, e.g. tcp://*:5555 or ipc:///tmp/mat (repeatable)",
     )
-    g.add_argument("--topic", default="", help="topic prefix of published messages (default: none)")
+    g.add_argument("--topic", help="topic prefix of published messages (default: none)")
     g.add_argument(
         "--layout",
-        choices=SINK_LAYOUTS,
-        default="rgba",
+        choices=PUBLISH_LAYOUTS,
         help="rgba (one plane), rgb+a (colour and alpha planes) or a (alpha only); default rgba",
     )
     g.add_argument(
         "--compress",
-        choices=("none", "zstd", "zlib"),
-        default="none",
+        choices=COMPRESSIONS,
         help="lossless per-plane compression for thin links (default none: raw, zero-copy)",
     )
     g.add_argument(
@@ -50,29 +56,6 @@ def add_publish_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--publish-wait",
         type=int,
-        default=0,
         metavar="N",
         help="before the first frame, wait (up to 10 s) until N subscribers are connected",
     )
-
-
-def publish_sinks(args: argparse.Namespace) -> list[Sink]:
-    """One ``PublisherSink`` per ``--publish`` URL (none when the option is absent)."""
-    urls = getattr(args, "publish", None) or []
-    if isinstance(urls, str):
-        urls = [urls]
-    security = ServerSecurity.from_dir(args.publish_secure) if getattr(args, "publish_secure", None) else None
-    compression = None if getattr(args, "compress", "none") in (None, "none") else args.compress
-    extra: dict = {} if getattr(args, "publish_hwm", None) is None else {"sndhwm": args.publish_hwm}
-    extra["wait_subscribers"] = getattr(args, "publish_wait", 0) or 0
-    return [
-        PublisherSink(
-            url,
-            topic=getattr(args, "topic", "") or "",
-            layout=getattr(args, "layout", "rgba"),
-            compression=compression,
-            security=security,
-            **extra,
-        )
-        for url in urls
-    ]

@@ -10,31 +10,50 @@ p50/p95 capture→output latency, camera outages) is printed at the end, also af
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import importlib.util
 import logging
 import sys
 import threading
 import time
-from dataclasses import fields
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..config import LiveConfig, load_config, override
-from ..errors import ConfigError, OutputError
-from ..pipeline import Pipeline, Progress
-from ._publish import add_publish_arguments, publish_sinks
+from ._publish import PUBLISH_OPTIONS, add_publish_arguments
+from ._run import options, run_pipeline
+
+if TYPE_CHECKING:
+    from ..pipeline import Progress
 
 log = logging.getLogger(__name__)
 
 _MAX_SAMPLES = 200_000  # latency samples kept for the summary (~2 h at 30 fps)
 
-
-def _has(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        return False
+#: argument → setting
+OPTIONS = {
+    "camera": "source",
+    "width": "width",
+    "height": "height",
+    "fps": "fps",
+    "loop": "loop",
+    "watchdog": "watchdog",
+    "duration": "duration",
+    "frames": "frames",
+    "output": "output",
+    "overwrite": "overwrite",
+    "format": "format",
+    "codec": "codec",
+    "preview": "preview",
+    "virtual_camera": "virtual_camera",
+    "background": "background",
+    "model": "model",
+    "device": "device",
+    "threads": "threads",
+    "batch_size": "batch_size",
+    "flush_after": "flush_after",
+    "smoothing": "smoothing",
+    "threshold": "threshold",
+    "feather": "feather",
+    "every": "every",
+    **PUBLISH_OPTIONS,
+}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -42,22 +61,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "live",
         help="remove the background of a webcam live (preview, publish, record, virtual camera)",
         description="Matte a live camera with low latency. Outputs combine: --preview, --publish URL, "
-        "-o FILE (alpha video), --virtual-camera. A video file given as --camera plays in real time.",
+        "-o FILE (alpha video), --virtual-camera. A video file given as --camera plays in real time. "
+        "Ctrl-C ends the run; recordings are finalized.",
     )
     src = p.add_argument_group("camera")
     p.add_argument("--config", help="YAML settings file, `live:` section (see configs/live.yaml)")
-    src.add_argument(
-        "--camera",
-        help="camera index (0), /dev/videoN, rtsp://… URL, or a video file (default 0)",
-    )
+    src.add_argument("--camera", help="camera index (0), /dev/videoN, rtsp://… URL, or a video file (default 0)")
     src.add_argument("--width", type=int, help="requested capture width")
     src.add_argument("--height", type=int, help="requested capture height")
     src.add_argument("--fps", type=float, help="requested capture frame rate")
-    src.add_argument("--loop", action="store_true", help="replay a file camera from the start at its end")
+    src.add_argument("--loop", action="store_true", default=None, help="replay a file camera from the start at its end")
     src.add_argument(
-        "--watchdog",
-        type=float,
-        help="seconds without a new frame before the camera counts as lost (default 2)",
+        "--watchdog", type=float, help="seconds without a new frame before the camera counts as lost (default 2)"
     )
     src.add_argument("--no-reconnect", action="store_true", help="end the run when the camera is lost")
     src.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
@@ -65,9 +80,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     out = p.add_argument_group("outputs")
     out.add_argument("-o", "--output", help="record alpha video (.mov, .webm, .mkv; .mp4 gets --background)")
+    out.add_argument("-y", "--overwrite", action="store_true", default=None, help="replace an existing recording")
     out.add_argument("--format", help="recording format, overriding the name: prores, vp9, ffv1, png")
     out.add_argument("--codec", help="recording encoder override")
-    out.add_argument("--preview", action="store_true", help="show a window with fps and latency")
+    out.add_argument("--preview", action="store_true", default=None, help="show a window with fps and latency")
     out.add_argument(
         "--virtual-camera",
         nargs="?",
@@ -83,7 +99,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     mat = p.add_argument_group("matting")
     mat.add_argument("--model", help="model name or .onnx path (default: selfie)")
-    mat.add_argument("--device", choices=("auto", "cpu", "cuda", "tensorrt"), help="default auto")
+    mat.add_argument("--device", help="where the model runs: auto (default), cpu, cuda, tensorrt")
     mat.add_argument("--threads", type=int, help="model threads (default: planned from the CPU cores)")
     mat.add_argument("--exact", action="store_true", help="rembg's exact per-frame path (slow)")
     mat.add_argument("--batch-size", type=int, help="frames per model call (default 1: lowest latency)")
@@ -96,65 +112,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-# -- building blocks -----------------------------------------------------------------
-def _settings(args: argparse.Namespace) -> None:
-    """Fill every option the command line left out from the config file (or the defaults of
-    ``LiveConfig``), validated there; then check the run limits."""
-    cfg = override(load_config(args.config, LiveConfig), args)
+def settings(args: argparse.Namespace) -> Any:
+    """The config file's ``live:`` settings (or the defaults), overridden by the options given."""
+    from ..config import LiveConfig, merge
+
+    given = options(args, OPTIONS)
     if args.no_reconnect:
-        cfg = dataclasses.replace(cfg, reconnect=False)
-    for f in fields(LiveConfig):
-        setattr(args, f.name, getattr(cfg, f.name))
-    if args.frames is not None and args.frames < 1 or args.duration is not None and args.duration <= 0:
-        raise ConfigError("--frames and --duration must be positive")
-
-
-def build_sinks(args: argparse.Namespace, stop: Any) -> list[Any]:
-    """The sinks the options ask for; validated before the camera or model is opened."""
-    sinks: list[Any] = []
-    others = bool(args.output or getattr(args, "publish", None) or args.virtual_camera is not None)
-    if args.preview:
-        from ..sinks.preview import PreviewSink, preview_unavailable
-
-        reason = preview_unavailable()
-        if reason is None:
-            sinks.append(PreviewSink(f"streammat: {args.camera}", background=args.background, on_quit=stop))
-        elif others:
-            print(f"streammat: warning: no preview: {reason}", file=sys.stderr)
-        else:
-            raise OutputError(f"--preview: {reason}")
-    if args.output:
-        from ..sinks import create_sink
-
-        background = args.background if Path(args.output).suffix.lower() == ".mp4" else None
-        sinks.append(create_sink(args.output, format=args.format, background=background, codec=args.codec))
-    sinks.extend(publish_sinks(args))
-    if args.virtual_camera is not None:
-        from ..sinks.virtual_camera import INSTALL_HINT, VirtualCameraSink
-
-        if not _has("pyvirtualcam"):
-            raise OutputError(INSTALL_HINT)
-        sinks.append(
-            VirtualCameraSink(background=args.background or "blur", device=args.virtual_camera or None, fps=args.fps)
-        )
-    if not sinks:
-        raise ConfigError("nothing to do: give --preview, -o FILE, --publish URL and/or --virtual-camera")
-    return sinks
-
-
-def build_matter(args: argparse.Namespace) -> Any:
-    from ..matting import create_matter
-    from ..matting.sessions import create_session
-    from ..matting.temporal import TemporalMatter
-    from ..matting.threads import plan_threads
-
-    plan = plan_threads()
-    plan.apply()
-    session = create_session(args.model, device=args.device, threads=args.threads or plan.onnx_intra_op)
-    inner = create_matter(session, fast=not args.exact, device=args.device)
-    return TemporalMatter(
-        inner, smoothing=args.smoothing, threshold=args.threshold, feather=args.feather, every=args.every
-    )
+        given["reconnect"] = False
+    if args.exact:
+        given["fast"] = False
+    return merge(LiveConfig, args.config, given)
 
 
 class LatencyMeter:
@@ -192,49 +159,22 @@ def summary(meter: LatencyMeter, stats: dict[str, int], elapsed: float, name: st
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..sources.camera import CameraSource
+    from ..compose import build_pipeline
 
-    _settings(args)
-    pipeline_box: list[Pipeline] = []
-    sinks = build_sinks(args, stop=lambda: pipeline_box[0].stop() if pipeline_box else None)
-    source = CameraSource(
-        args.camera,
-        width=args.width,
-        height=args.height,
-        fps=args.fps,
-        watchdog=args.watchdog,
-        reconnect=args.reconnect,
-        loop=args.loop,
-        max_frames=args.frames,
-        max_seconds=args.duration,
-    )
-    info = source.open()  # fail fast on a missing camera, before loading the model
-    try:
-        matter = build_matter(args)
-    except BaseException:
-        source.close()
-        raise
+    cfg = settings(args)
     meter = LatencyMeter()
-    pipeline = Pipeline(
-        source,
-        matter,
-        sinks,
-        batch_size=args.batch_size,
-        queue_depth=1,
-        flush_after=args.flush_after if args.batch_size > 1 else None,
-        on_progress=meter,
-    )
-    pipeline_box.append(pipeline)
+    pipeline = build_pipeline(cfg, on_progress=meter)
     t0 = time.monotonic()
     stats: dict[str, int] = {}
     try:
-        result = pipeline.run()
+        result = run_pipeline(pipeline)
         stats = result.source_stats
     finally:
         if not stats:
-            stats = dict(source.stats)
+            stats = dict(pipeline.source.stats)
         if not args.quiet:
-            print(summary(meter, stats, time.monotonic() - t0, info.name), file=sys.stderr)
-            outputs = ", ".join(s.description for s in sinks)
+            name = getattr(pipeline.source, "info", None)
+            print(summary(meter, stats, time.monotonic() - t0, name.name if name else cfg.source), file=sys.stderr)
+            outputs = ", ".join(s.description for s in pipeline.sinks)
             print(f"outputs: {outputs}", file=sys.stderr)
     return 0

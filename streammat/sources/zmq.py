@@ -44,6 +44,7 @@ class ZmqSource:
         timeout: float | None = None,
         security: ClientSecurity | None = None,
         backpressure: Backpressure = "block",
+        keep_alpha: bool = False,
     ) -> None:
         if backpressure not in ("block", "latest"):
             raise InputError(f"unknown backpressure {backpressure!r}; expected 'block' or 'latest'")
@@ -52,6 +53,8 @@ class ZmqSource:
         self.timeout = timeout
         self.security = security
         self.backpressure: Backpressure = backpressure
+        #: frames carry the received alpha (255 when the stream has none): for recorders
+        self.keep_alpha = keep_alpha
         self._sub: Subscription | None = None
         self._first: ReceivedFrame | None = None
         self._info: StreamInfo | None = None
@@ -86,7 +89,7 @@ class ZmqSource:
                 self.close()
                 raise TransportError(f"no frame from {self.url} within {self.timeout:g} s")
             frame = sub.receive(0.1 if left is None else min(0.1, left))
-            if frame is not None and frame.image is None:
+            if frame is not None and frame.image is None and not self.keep_alpha:
                 self._size_skipped += 1
                 log.warning("%s sends alpha-only frames; a source needs colour (skipped)", self.url)
             elif frame is not None:
@@ -104,7 +107,10 @@ class ZmqSource:
             yield self._to_frame(first)
         try:
             for rf in self._sub:
-                if rf.image is None or (rf.width, rf.height) != (self._info.width, self._info.height):
+                if (rf.image is None and not self.keep_alpha) or (rf.width, rf.height) != (
+                    self._info.width,
+                    self._info.height,
+                ):
                     self._size_skipped += 1
                     continue
                 if rf.time_base != self._info.time_base:
@@ -117,7 +123,6 @@ class ZmqSource:
             raise
 
     def _to_frame(self, rf: ReceivedFrame) -> Frame:
-        assert rf.image is not None
         if self._stream is not None and rf.stream != self._stream and self._last_pts is not None:
             # the upstream publisher restarted (its pts start over): keep ours increasing
             self._pts_offset = self._last_pts + self._last_step - rf.pts
@@ -129,7 +134,12 @@ class ZmqSource:
         self._last_pts = pts
         self._frames += 1
         # a writable copy: the received buffer may be read-only and is shared with ZeroMQ
-        return Frame(np.array(rf.image, copy=True), pts, rf.time_base, rf.index, rf.capture_time)
+        h, w = rf.height, rf.width
+        image = np.zeros((h, w, 3), np.uint8) if rf.image is None else np.array(rf.image, copy=True)
+        alpha = None
+        if self.keep_alpha:
+            alpha = np.full((h, w), 255, np.uint8) if rf.alpha is None else np.array(rf.alpha, copy=True)
+        return Frame(image, pts, rf.time_base, rf.index, rf.capture_time, alpha)
 
     def close(self) -> None:
         self._closed.set()
