@@ -250,3 +250,36 @@ def test_cli_models_lists_and_pulls(selfie_home: Path, tmp_path: Path, monkeypat
     assert "selfie-landscape.onnx" in capsys.readouterr().out
     assert main(["models", "pull", "selfie", "--tflite", str(tmp_path / "nowhere")]) == 1
     assert "error:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "env",
+    [{}, {"REMBG_HOME": "/tmp/rh"}, {"XDG_DATA_HOME": "/tmp/xdg"}, {"U2NET_HOME": "/tmp/u2", "REMBG_HOME": "/tmp/rh"}],
+)
+def test_model_home_follows_rembgs_own_rule(env, monkeypatch):
+    """The store computes rembg's model home without importing rembg; it must agree."""
+    from rembg.sessions.base import BaseSession
+
+    for key in ("REMBG_HOME", "U2NET_HOME", "XDG_DATA_HOME"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert store.model_home() == Path(BaseSession.rembg_home())
+
+
+def test_the_built_in_model_runs_without_importing_rembg(selfie_env, tmp_path):
+    """A run on the built-in model never imports rembg (its import pulls pymatting and numba)."""
+    import subprocess
+    import sys
+
+    from streammat.testing import make_clip
+
+    clip = make_clip(tmp_path / "one.mp4", frames=2, width=64, height=48)
+    code = (
+        "import sys; from streammat.cli import main; "
+        f"rc = main(['process', {str(clip)!r}, '-o', {str(tmp_path / 'o.mkv')!r}, '--no-progress']); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('rembg', 'pymatting', 'numba'))); sys.exit(rc)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"

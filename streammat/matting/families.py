@@ -23,6 +23,8 @@ import logging
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from ..models.selfie import SELFIE_INPUT_SIZES, SELFIE_LAYOUT
+
 __all__ = ["Family", "FAMILIES", "family_for", "session_name"]
 
 log = logging.getLogger(__name__)
@@ -96,8 +98,10 @@ FAMILIES: dict[str, Family] = {
         # rembg/sessions/bria_rmbg.py
         Family("bria-rmbg", (1024, 1024), IMAGENET_MEAN, IMAGENET_STD),
         # streammat/models/selfie.py (MediaPipe selfie segmentation)
-        Family("selfie", (256, 256), layout="NHWC", scale="255", minmax=False),
-        Family("selfie-landscape", (144, 256), layout="NHWC", scale="255", minmax=False),
+        *[
+            Family(name, size, layout=SELFIE_LAYOUT, scale="255", minmax=False)
+            for name, size in SELFIE_INPUT_SIZES.items()
+        ],
     ]
 }
 

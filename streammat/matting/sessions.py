@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import ModelError
+from ..errors import ConfigError, ModelError
 from .providers import check_granted, providers_for
 
 log = logging.getLogger(__name__)
@@ -23,11 +23,15 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL = "selfie"
 
 
-def _import_rembg() -> Any:
+def _require_onnxruntime() -> None:
     try:
         import onnxruntime  # noqa: F401  (rembg exits the process without it)
     except ImportError as exc:
         raise ModelError("onnxruntime is not installed: pip install 'streammat[cpu]' (or 'streammat[gpu]')") from exc
+
+
+def _import_rembg() -> Any:
+    _require_onnxruntime()
     import rembg
     import rembg.sessions
 
@@ -38,7 +42,7 @@ def _import_rembg() -> Any:
 
 
 def known_model_names() -> list[str]:
-    """Every model name ``create_session`` accepts (besides a path)."""
+    """Every model name ``create_session`` accepts (besides a path): rembg's and the built-in ones."""
     _import_rembg()
     import rembg.sessions
 
@@ -61,7 +65,15 @@ def session_options(threads: int | None = None) -> Any:
 
 def create_session(model: str = DEFAULT_MODEL, *, device: str = "auto", threads: int | None = None) -> Any:
     """Create the rembg session for ``model`` once. Raises ``ModelError`` with the known names."""
-    rembg = _import_rembg()
+    if not isinstance(model, str | os.PathLike) or not os.fspath(model):
+        raise ConfigError(
+            f"create_session: model must be a model name (e.g. {DEFAULT_MODEL!r}) or a path to an .onnx file, "
+            f"got {model!r}"
+        )
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ConfigError(f"create_session: threads must be an integer >= 1, got {threads!r}")
+    model = os.fspath(model)
+    _require_onnxruntime()
     providers = providers_for(device)
     opts = session_options(threads)
     kwargs: dict[str, Any] = {"providers": providers, "sess_opts": opts}
@@ -74,12 +86,17 @@ def create_session(model: str = DEFAULT_MODEL, *, device: str = "auto", threads:
         kwargs["model_path"] = str(path.resolve())
     else:
         name = model
+        from ..models import store
+
+        if store.is_builtin(name):
+            return _builtin_session(name, providers, opts, device=device)
+        rembg = _import_rembg()
         names = known_model_names()
         if name not in names:
             raise ModelError(f"unknown model {model!r}; known models: {', '.join(names)}, or a path to an .onnx file")
-        from ..models import store
-
         store.ensure_available(name)
+    if is_path:
+        rembg = _import_rembg()
     try:
         with warnings.catch_warnings(), _custom_home(path.resolve() if is_path else None):
             # rembg's and onnxruntime's provider-fallback warnings: check_granted says it better
@@ -102,6 +119,21 @@ def create_session(model: str = DEFAULT_MODEL, *, device: str = "auto", threads:
     granted = list(session.inner_session.get_providers())
     check_granted(providers, granted, device=device)
     log.info("model %s on %s", model, ", ".join(granted))
+    return session
+
+
+def _builtin_session(name: str, providers: list[str], opts: Any, *, device: str) -> Any:
+    """A built-in model's session, created without importing rembg."""
+    from ..models import selfie, store
+
+    store.ensure_available(name)
+    try:
+        session = selfie.create(name, providers=providers, sess_opts=opts)
+    except Exception as exc:  # onnxruntime: a damaged file, a provider that failed to load
+        raise ModelError(f"{name}: cannot create the session: {exc}".splitlines()[0]) from exc
+    granted = list(session.inner_session.get_providers())
+    check_granted(providers, granted, device=device)
+    log.info("model %s on %s", name, ", ".join(granted))
     return session
 
 

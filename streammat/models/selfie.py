@@ -1,7 +1,12 @@
 """MediaPipe selfie segmentation as rembg sessions (``selfie``, ``selfie-landscape``).
 
-The sessions follow rembg's conventions, so ``rembg.remove(img, session=new_session("selfie"))``
-works unchanged. The ONNX model (converted from MediaPipe's TfLite graph by ``store.pull``)
+The sessions follow rembg's session interface (``predict``, ``inner_session``, ``name()``,
+``download_models``) without importing rembg: streammat creates them directly, so a run on
+the built-in model never pays for importing rembg (its background-removal module pulls
+pymatting and numba, 1.3-2 s here). ``register()`` adds rembg-derived copies to rembg's
+registry, so ``rembg.remove(img, session=new_session("selfie"))`` works unchanged.
+
+The ONNX model (converted from MediaPipe's TfLite graph by ``store.pull``)
 keeps the graph's NHWC layout and has a dynamic batch dimension, so streammat's batched path
 runs ``session.inner_session`` on a whole batch at once:
 
@@ -18,16 +23,15 @@ from typing import Any
 import numpy as np
 from PIL import Image
 from PIL.Image import Image as PILImage
-from rembg.sessions.base import BaseSession
 
 from . import store
 
 __all__ = [
     "SELFIE_INPUT_SIZES",
     "SELFIE_LAYOUT",
-    "SELFIE_NAMES",
     "SelfieSession",
     "SelfieLandscapeSession",
+    "create",
     "register",
 ]
 
@@ -37,11 +41,20 @@ log = logging.getLogger(__name__)
 SELFIE_INPUT_SIZES: dict[str, tuple[int, int]] = {"selfie": (256, 256), "selfie-landscape": (144, 256)}
 #: tensor layout of the ONNX input and output
 SELFIE_LAYOUT = "NHWC"
-SELFIE_NAMES: tuple[str, ...] = tuple(SELFIE_INPUT_SIZES)
 
 
-class SelfieSession(BaseSession):
+class SelfieSession:
     """MediaPipe selfie segmentation, square 256x256 variant."""
+
+    def __init__(self, model_name: str, sess_opts: Any, *args: Any, providers: list[str] | None = None, **kwargs: Any):
+        import onnxruntime as ort
+
+        self.model_name = model_name
+        self.inner_session = ort.InferenceSession(
+            str(type(self).download_models()),
+            sess_options=sess_opts,
+            providers=providers or ["CPUExecutionProvider"],
+        )
 
     def predict(self, img: PILImage, *args: Any, **kwargs: Any) -> list[PILImage]:
         h, w = SELFIE_INPUT_SIZES[self.name()]
@@ -74,15 +87,23 @@ class SelfieLandscapeSession(SelfieSession):
 _CLASSES: tuple[type[SelfieSession], ...] = (SelfieSession, SelfieLandscapeSession)
 
 
+def create(name: str, *, providers: list[str], sess_opts: Any) -> SelfieSession:
+    """The built-in session ``name`` (``selfie`` or ``selfie-landscape``), created directly."""
+    cls = next(c for c in _CLASSES if c.name() == name)
+    return cls(name, sess_opts, providers=providers)
+
+
 def register() -> None:
     """Add the selfie sessions to rembg's registry so ``rembg.new_session("selfie")`` works.
 
-    Idempotent."""
+    The registered classes also derive from rembg's ``BaseSession``. Idempotent."""
     import rembg.session_factory as factory
     import rembg.sessions as rs
+    from rembg.sessions.base import BaseSession
 
-    for cls in _CLASSES:
-        name = cls.name()
+    for plain in _CLASSES:
+        name = plain.name()
+        cls = _REGISTERED.get(name) or _REGISTERED.setdefault(name, type(plain.__name__, (plain, BaseSession), {}))
         rs.sessions.setdefault(name, cls)
         for names in (rs.sessions_names, rs.sessions_names_no_credentials, rs.sessions_names_downloadable):
             if name not in names:
@@ -94,3 +115,6 @@ def register() -> None:
         for classes in lists:
             if not any(c.name() == name for c in classes):
                 classes.append(cls)
+
+
+_REGISTERED: dict[str, type] = {}

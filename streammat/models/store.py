@@ -74,10 +74,15 @@ class ModelInfo:
 
 
 def model_home() -> Path:
-    """rembg's model home (read from the environment on every call)."""
-    from rembg.sessions.base import BaseSession
-
-    return Path(BaseSession.rembg_home())
+    """rembg's model home, read from the environment on every call by rembg's own rule
+    (``BaseSession.rembg_home``: ``$U2NET_HOME`` wins, then ``$REMBG_HOME``, then
+    ``$XDG_DATA_HOME/rembg``, then ``~/.rembg``). Computed here so that the built-in model
+    needs no import of rembg; a test checks it against rembg's function."""
+    if os.getenv("U2NET_HOME"):
+        return Path(os.path.expanduser(os.environ["U2NET_HOME"]))
+    xdg = os.getenv("XDG_DATA_HOME")
+    default = os.path.join(xdg, "rembg") if xdg else os.path.join("~", ".rembg")
+    return Path(os.path.expanduser(os.getenv("REMBG_HOME", default)))
 
 
 def model_file(name: str) -> Path:
