@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from ..errors import ConfigError
 from .base import Matter
 
 __all__ = ["Matter", "create_matter"]
@@ -26,6 +27,8 @@ def create_matter(session: Any, *, fast: bool = True, device: str = "auto") -> M
     from .families import family_for, session_name
     from .reference import RembgMatter
 
+    if getattr(session, "inner_session", None) is None or not callable(getattr(session, "predict", None)):
+        raise ConfigError(f"create_matter: session must be a session from create_session(...), got {session!r:.60}")
     name = session_name(session)
     if not fast:
         log.info("model %s: exact per-frame rembg path (fast path disabled)", name)

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..errors import ConfigError
 from ..frames import Batch, MattedBatch
 
 __all__ = ["RembgMatter", "remove_background"]
@@ -41,6 +42,9 @@ def remove_background(session: Any, images: torch.Tensor) -> tuple[torch.Tensor,
     from PIL import Image
     from rembg import remove
 
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[-1] != 3:
+        got = f"{type(images).__name__} {tuple(getattr(images, 'shape', ()))}"
+        raise ConfigError(f"remove_background: images must be a float torch tensor (B,H,W,3) in 0..1, got {got}")
     fgs, masks = [], []
     for img in images:
         arr = np.clip(255.0 * img.detach().cpu().numpy(), 0, 255).astype(np.uint8)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-# -- live cameras (issue 6) --------------------------------------------------------------
+# -- live cameras --------------------------------------------------------------
 # ``SyntheticCapture`` is a ``cv2.VideoCapture`` look-alike that delivers numbered frames in
 # real time; ``SyntheticCamera`` is an opener for ``CameraSource(opener=...)`` that can
 # stall, freeze or disappear once and come back after some failed reopens.
