@@ -12,7 +12,12 @@ from fractions import Fraction
 import numpy as np
 import torch
 
-__all__ = ["Frame", "Batch", "MattedBatch", "StreamInfo"]
+__all__ = ["Frame", "Batch", "MattedBatch", "StreamInfo", "MAX_PIXELS"]
+
+#: The largest frame any input may deliver, in pixels (8K UHD, 7680x4320). A few kilobytes
+#: of header can declare a frame whose decoding needs gigabytes (a 752 KB H.264 file of
+#: 16000x16000 drove a run past 18 GB), so sources and receivers refuse larger ones first.
+MAX_PIXELS = 7680 * 4320
 
 
 @dataclass(frozen=True)
