@@ -8,6 +8,7 @@ The lifecycle rule, the same for every source:
 - the constructor only checks and stores its arguments (bad ones raise ``ConfigError``);
 - ``info`` is None until ``open()`` succeeds, then the ``StreamInfo`` it returned;
 - ``open()`` on an open source returns the same ``StreamInfo`` and acquires nothing more;
+- an ``open()`` that fails releases what it acquired and leaves the source closed;
 - ``close()`` is idempotent and may be called from any thread; ``open()`` after
   ``close()`` raises ``InputError`` (a source is used once: create a new one);
 - ``with source:`` opens on entry and closes on exit.
@@ -82,7 +83,11 @@ class SourceLifecycle:
         if self._shut:
             raise InputError(f"{self.name}: the source is closed; create a new one")
         if self.info is None:
-            self.info = self._open()
+            try:
+                self.info = self._open()
+            except BaseException:
+                self.close()
+                raise
         return self.info
 
     def close(self) -> None:

@@ -27,8 +27,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..errors import InputError
-from ..frames import Frame, StreamInfo
+from ..errors import ConfigError, InputError
+from ..frames import MAX_PIXELS, Frame, StreamInfo
+from .base import SourceLifecycle, check_frame_size, check_max_pixels, check_positive
 
 __all__ = ["CameraSource", "Capture", "list_cameras", "parse_camera_spec", "TIME_BASE"]
 
@@ -110,7 +111,7 @@ def _bgr_to_rgb(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image[:, :, ::-1])
 
 
-class CameraSource:
+class CameraSource(SourceLifecycle):
     """A live source from OpenCV (``spec``: ``0``, ``/dev/videoN``, ``rtsp://…``, or a file).
 
     - ``width``/``height``/``fps``: requests to the device (a file is resized / paced instead).
@@ -122,6 +123,8 @@ class CameraSource:
     - ``freeze_check``: treat identical consecutive frames as a frozen camera (default: on
       for devices and streams, off for files, whose still scenes repeat legitimately).
     - ``max_frames``/``max_seconds``: end the stream after that many delivered frames / seconds.
+    - ``max_pixels``: the largest frame (width × height) accepted; the size the capture
+      reports is checked before its first read, and every frame after.
     - ``opener``: ``callable(target) -> Capture``, ``cv2.VideoCapture`` by default (tests
       inject synthetic cameras, see ``streammat.testing.SyntheticCamera``).
     """
@@ -144,10 +147,21 @@ class CameraSource:
         max_frames: int | None = None,
         max_seconds: float | None = None,
         open_timeout: float = 5.0,
+        max_pixels: int = MAX_PIXELS,
         opener: Callable[[int | str], Capture] | None = None,
     ) -> None:
-        if watchdog <= 0:
-            raise ValueError(f"expected watchdog > 0, got {watchdog}")
+        if isinstance(spec, bool) or not isinstance(spec, (str, int, os.PathLike)) or not str(spec).strip():
+            raise ConfigError(f"camera: expected an index, /dev/videoN, a URL or a file, got {spec!r}")
+        check_positive(watchdog, "watchdog")
+        check_positive(open_timeout, "open_timeout")
+        for argument, value in (("width", width), ("height", height), ("max_frames", max_frames)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+                raise ConfigError(f"{argument}: expected a positive int or None, got {value!r}")
+        for argument, value in (("fps", fps), ("max_seconds", max_seconds)):
+            if value is not None:
+                check_positive(value, argument)
+        self.max_pixels = check_max_pixels(max_pixels)
+        spec = os.fspath(spec) if isinstance(spec, os.PathLike) else spec
         self.spec = spec
         self.kind, self.target = parse_camera_spec(spec)
         self.width, self.height, self.fps = width, height, fps
@@ -191,13 +205,17 @@ class CameraSource:
         with self._cond:
             return dict(self._stats)
 
-    def open(self) -> StreamInfo:
+    def _open(self) -> StreamInfo:
         """Open the camera and wait for its first frame. Raises ``InputError``."""
-        if self._thread is not None:
-            raise RuntimeError("CameraSource.open() called twice")
         if self.kind == "file" and not os.path.exists(str(self.target)):
             raise InputError(f"{self.spec}: no such file or camera ({_cameras_hint()})")
         cap = self._open_capture()
+        if cap is not None:
+            try:
+                check_frame_size(self.name, int(_get(cap, _PROP_WIDTH)), int(_get(cap, _PROP_HEIGHT)), self.max_pixels)
+            except InputError:
+                _release(cap)
+                raise
         if cap is None:
             if self.kind == "device":
                 raise InputError(f"camera {self.spec} cannot be opened ({_cameras_hint()})")
@@ -228,8 +246,7 @@ class CameraSource:
             raise InputError(f"{self.spec}: opened, but no frame arrived within {self.open_timeout:g} s")
         h, w = first.image.shape[:2]
         log.info("camera %s: %dx%d at %s fps", self.name, w, h, rate or "?")
-        self.info = StreamInfo(width=w, height=h, time_base=TIME_BASE, rate=rate, frames=None, name=self.name)
-        return self.info
+        return StreamInfo(width=w, height=h, time_base=TIME_BASE, rate=rate, frames=None, name=self.name)
 
     def __iter__(self) -> Iterator[Frame]:
         delivered = 0
@@ -259,7 +276,7 @@ class CameraSource:
             if self.max_seconds is not None and time.monotonic() - first_at >= self.max_seconds:
                 return
 
-    def close(self) -> None:
+    def _release(self) -> None:
         """Stop capturing and release the camera. Idempotent, safe from any thread."""
         self._closed.set()
         with self._cond:
@@ -307,6 +324,9 @@ class CameraSource:
                         if new is not None:
                             cap = new
                             continue
+                        gone = self.kind == "file" and not os.path.exists(str(self.target))
+                        problem = "the file no longer exists" if gone else "it cannot be reopened"
+                        log.warning("camera %s: cannot loop: %s; ending the stream", self.name, problem)
                     self._end()
                     return
                 # lost: reconnect with backoff
@@ -361,6 +381,8 @@ class CameraSource:
                 return "closed"
             if state["done"] is not None:
                 reader.join(timeout=0.2)
+                if state.get("error") is not None:
+                    raise state["error"]
                 return str(state["done"])
             stalled = time.monotonic() - state["last"]
             if stalled > max(self.watchdog, 2 * self._period):
@@ -396,6 +418,11 @@ class CameraSource:
                     with self._cond:
                         self._stats["repeated"] += 1
                     continue
+                try:
+                    check_frame_size(self.name, image.shape[1], image.shape[0], self.max_pixels)
+                except InputError as exc:  # the stream changed to an oversized frame
+                    state["error"], state["done"] = exc, "error"
+                    break
                 prev = image
                 state["last"], state["frozen"] = now_mono, False
                 self._deliver(image, now_wall, now_mono)
