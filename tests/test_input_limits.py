@@ -118,6 +118,32 @@ def test_a_stalled_http_read_times_out_after_some_frames(stalling, clip):
     assert 0 < len(got) < 200
 
 
+def test_close_from_another_thread_ends_a_stalled_read(stalling, clip):
+    data = clip("long.mkv", frames=200, width=64, height=48).read_bytes()
+    server = stalling(body=data[: len(data) // 2], total=len(data))
+    src = FileSource(server.url("long.mkv"), timeout=3)
+    src.open()
+    first = threading.Event()
+    errors: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            for _ in src:
+                first.set()
+        except BaseException as exc:  # noqa: BLE001 - inspected by the test
+            errors.append(exc)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert first.wait(30), "no frame arrived"
+        src.close()  # the reader sits in a read of the stalled stream: it closes the container after it
+        reader.join(30)
+        assert not reader.is_alive() and errors == []
+    finally:
+        src.close()
+
+
 @pytest.mark.slow
 def test_sigterm_stops_a_run_stalled_in_open(stalling, tmp_path, cli_env):
     server = stalling()
