@@ -23,12 +23,25 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from fractions import Fraction
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from ..errors import ConfigError, InputError
 from ..frames import MAX_PIXELS, Frame, StreamInfo
+from ._capture import (
+    PROP_BUFFERSIZE,
+    PROP_FPS,
+    PROP_HEIGHT,
+    PROP_WIDTH,
+    Capture,
+    bgr_to_rgb,
+    default_opener,
+    get_prop,
+    release_capture,
+    same_image,
+    set_prop,
+)
 from .base import SourceLifecycle, check_frame_size, check_max_pixels, check_positive
 
 __all__ = ["CameraSource", "Capture", "list_cameras", "parse_camera_spec", "TIME_BASE"]
@@ -38,22 +51,6 @@ log = logging.getLogger(__name__)
 #: pts unit of every camera frame (milliseconds: accepted by every encoder and muxer)
 TIME_BASE = Fraction(1, 1000)
 _POLL = 0.05
-# OpenCV property ids (the values cv2 uses), so an injected capture needs no cv2 import
-_PROP_WIDTH, _PROP_HEIGHT, _PROP_FPS, _PROP_BUFFERSIZE = 3, 4, 5, 38
-
-
-class Capture(Protocol):
-    """What ``CameraSource`` needs from a capture: the ``cv2.VideoCapture`` subset."""
-
-    def isOpened(self) -> bool: ...  # noqa: N802 - OpenCV's name
-
-    def read(self) -> tuple[bool, Any]: ...
-
-    def get(self, prop: int) -> float: ...
-
-    def set(self, prop: int, value: float) -> bool: ...
-
-    def release(self) -> None: ...
 
 
 def parse_camera_spec(spec: str | int) -> tuple[str, int | str]:
@@ -80,35 +77,6 @@ def list_cameras() -> list[str]:
 def _cameras_hint() -> str:
     cams = list_cameras()
     return f"cameras found: {', '.join(cams)}" if cams else "no cameras found"
-
-
-def _quiet_opencv(cv2: Any) -> None:
-    """OpenCV prints its own ``[ WARN:0@0.2] ... can't open camera by index`` lines; we
-    report camera problems ourselves, in one line, so keep only its errors."""
-    try:
-        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
-    except AttributeError:  # pragma: no cover - builds without the logging module
-        pass
-
-
-def _default_opener(target: int | str) -> Capture:
-    import cv2
-
-    _quiet_opencv(cv2)
-    if isinstance(target, int) or str(target).startswith("/dev/"):
-        # a blocked V4L2 read() otherwise waits 10 s; OpenCV reads this when the camera opens
-        os.environ.setdefault("OPENCV_VIDEOIO_V4L_SELECT_TIMEOUT", "1")
-        api = cv2.CAP_V4L2 if sys.platform.startswith("linux") else cv2.CAP_ANY
-        return cv2.VideoCapture(target, api)
-    return cv2.VideoCapture(str(target))
-
-
-def _bgr_to_rgb(image: np.ndarray) -> np.ndarray:
-    if image.ndim == 2:  # grey camera
-        return np.ascontiguousarray(np.repeat(image[:, :, None], 3, axis=2))
-    if image.shape[2] == 4:
-        image = image[:, :, :3]
-    return np.ascontiguousarray(image[:, :, ::-1])
 
 
 class CameraSource(SourceLifecycle):
@@ -174,7 +142,7 @@ class CameraSource(SourceLifecycle):
         self.max_frames = max_frames
         self.max_seconds = max_seconds
         self.open_timeout = max(open_timeout, watchdog)
-        self.opener = opener or _default_opener
+        self.opener = opener or default_opener
         self.name = str(spec)
         #: the stream description once ``open()`` succeeded
         self.info: StreamInfo | None = None
@@ -212,9 +180,11 @@ class CameraSource(SourceLifecycle):
         cap = self._open_capture()
         if cap is not None:
             try:
-                check_frame_size(self.name, int(_get(cap, _PROP_WIDTH)), int(_get(cap, _PROP_HEIGHT)), self.max_pixels)
+                check_frame_size(
+                    self.name, int(get_prop(cap, PROP_WIDTH)), int(get_prop(cap, PROP_HEIGHT)), self.max_pixels
+                )
             except InputError:
-                _release(cap)
+                release_capture(cap)
                 raise
         if cap is None:
             if self.kind == "device":
@@ -294,18 +264,18 @@ class CameraSource(SourceLifecycle):
             return None
         if cap is None or not cap.isOpened():
             if cap is not None:
-                _release(cap)
+                release_capture(cap)
             return None
         if self.kind != "file":
-            requests = ((_PROP_WIDTH, self.width), (_PROP_HEIGHT, self.height), (_PROP_FPS, self.fps))
+            requests = ((PROP_WIDTH, self.width), (PROP_HEIGHT, self.height), (PROP_FPS, self.fps))
             for prop, value in requests:
                 if value:
-                    _set(cap, prop, value)
-            _set(cap, _PROP_BUFFERSIZE, 1)  # keep the driver from queueing stale frames
+                    set_prop(cap, prop, value)
+            set_prop(cap, PROP_BUFFERSIZE, 1)  # keep the driver from queueing stale frames
         return cap
 
     def _rate(self, cap: Capture) -> Fraction | None:
-        value = self.fps if (self.fps and self.kind == "file") else _get(cap, _PROP_FPS)
+        value = self.fps if (self.fps and self.kind == "file") else get_prop(cap, PROP_FPS)
         if not value or value <= 0 or value > 1000:
             value = self.fps
         return Fraction(value).limit_denominator(1001) if value else None
@@ -413,7 +383,7 @@ class CameraSource(SourceLifecycle):
                     state["done"] = "eof" if self.kind == "file" else "read failed"
                     break
                 now_wall, now_mono = time.time(), time.monotonic()
-                if self.freeze_check and prev is not None and _same(prev, image):
+                if self.freeze_check and prev is not None and same_image(prev, image):
                     state["frozen"] = True
                     with self._cond:
                         self._stats["repeated"] += 1
@@ -427,11 +397,11 @@ class CameraSource(SourceLifecycle):
                 state["last"], state["frozen"] = now_mono, False
                 self._deliver(image, now_wall, now_mono)
         finally:
-            _release(cap)
+            release_capture(cap)
             wake.set()
 
     def _deliver(self, image: np.ndarray, wall: float, mono: float) -> None:
-        rgb = _bgr_to_rgb(image)
+        rgb = bgr_to_rgb(image)
         if self.kind == "file" and self.width and self.height and rgb.shape[:2] != (self.height, self.width):
             import cv2
 
@@ -446,28 +416,3 @@ class CameraSource(SourceLifecycle):
                 self._stats["dropped"] += 1
             self._latest = frame
             self._cond.notify_all()
-
-
-def _same(a: np.ndarray, b: np.ndarray) -> bool:
-    return a.shape == b.shape and np.array_equal(a, b)
-
-
-def _set(cap: Capture, prop: int, value: float) -> None:
-    try:
-        cap.set(prop, float(value))
-    except Exception:  # noqa: BLE001 - a request, not a requirement
-        pass
-
-
-def _get(cap: Capture, prop: int) -> float:
-    try:
-        return float(cap.get(prop))
-    except Exception:  # noqa: BLE001
-        return 0.0
-
-
-def _release(cap: Capture) -> None:
-    try:
-        cap.release()
-    except Exception:  # noqa: BLE001
-        pass
