@@ -183,18 +183,25 @@ def test_a_camera_above_max_pixels_is_refused():
         cam.close()
 
 
-def write_black_png(path: Path, width: int, height: int) -> Path:
+def write_black_png(path: Path, width: int, height: int, *, pixels: bool = True) -> Path:
     """A real greyscale PNG, written row by row: a few hundred KB on disk, ``width*height``
-    bytes once decoded."""
+    bytes once decoded. ``pixels=False`` writes the header and an empty image body only."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     z, row = zlib.compressobj(1), bytes(width + 1)
-    body = b"".join(z.compress(row) for _ in range(height)) + z.flush()
+    body = b"".join(z.compress(row) for _ in range(height if pixels else 0)) + z.flush()
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b""))
     return path
+
+
+def test_the_size_of_a_huge_image_is_read_from_its_header(tmp_path):
+    # 16000x16000 is beyond Pillow's own decompression-bomb limit, which must not hide the size
+    path = write_black_png(tmp_path / "huge.png", 16000, 16000, pixels=False)
+    with pytest.raises(InputError, match=r"huge\.png: frame size 16000x16000 \(256000000 pixels\)"):
+        FileSource(path).open()
 
 
 # The child limits its address space, so a regression fails instead of eating the machine,

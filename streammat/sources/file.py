@@ -210,14 +210,11 @@ class FileSource(SourceLifecycle):
         above the limit; read the size from the image header to say so."""
         if ctx.width or self.is_url or self.name == STDIN:
             return
-        try:
-            from PIL import Image
+        from .images import image_size
 
-            with Image.open(self.name) as img:
-                width, height = img.size
-        except Exception:  # noqa: BLE001 - not an image PIL knows: no better explanation
-            return
-        check_frame_size(self.name, width, height, self.max_pixels)
+        size = image_size(self.name)
+        if size is not None:
+            check_frame_size(self.name, *size, self.max_pixels)
 
     def _describe(self, container: Any, stream: Any, first: av.VideoFrame, is_pipe: bool) -> StreamInfo:
         w, h = first.width, first.height

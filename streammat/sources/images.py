@@ -32,7 +32,7 @@ from ..frames import MAX_PIXELS, Frame, StreamInfo
 from ..sinks.png_sequence import SIDECAR, is_pattern, split_pattern
 from .base import SourceLifecycle, check_frame_size, check_max_pixels, check_spec, check_threads
 
-__all__ = ["ImageSequenceSource", "is_image_sequence", "IMAGE_SUFFIXES"]
+__all__ = ["ImageSequenceSource", "is_image_sequence", "image_size", "IMAGE_SUFFIXES"]
 
 log = logging.getLogger(__name__)
 
@@ -174,15 +174,11 @@ class ImageSequenceSource(SourceLifecycle):
 
     def _size(self, path: Path) -> tuple[int, int]:
         """The image's size from its header, checked against the limit before decoding."""
-        from PIL import Image, UnidentifiedImageError
-
-        try:
-            with Image.open(path) as img:
-                width, height = img.size
-        except (OSError, UnidentifiedImageError) as exc:
-            raise InputError(f"{path}: cannot read as an image ({exc})") from exc
-        check_frame_size(str(path), width, height, self.max_pixels)
-        return width, height
+        size = image_size(path)
+        if size is None:
+            raise InputError(f"{path}: cannot read as an image (not a PNG, JPEG or TIFF file)")
+        check_frame_size(str(path), *size, self.max_pixels)
+        return size
 
     def _load(self, path: Path, width: int, height: int) -> tuple[np.ndarray, np.ndarray | None]:
         import cv2
@@ -202,6 +198,24 @@ class ImageSequenceSource(SourceLifecycle):
         rgb = np.ascontiguousarray(data[:, :, 2::-1])
         alpha = np.ascontiguousarray(data[:, :, 3]) if self.keep_alpha and data.shape[2] == 4 else None
         return rgb, alpha
+
+
+def image_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
+    """(width, height) from a PNG, JPEG or TIFF header, without decoding; None when the file
+    is none of those. Pillow's format classes are used directly: ``Image.open`` refuses
+    the very images whose size is wanted here (its decompression-bomb check)."""
+    from PIL import JpegImagePlugin, PngImagePlugin, TiffImagePlugin
+
+    for kind in (PngImagePlugin.PngImageFile, JpegImagePlugin.JpegImageFile, TiffImagePlugin.TiffImageFile):
+        try:
+            image = kind(os.fspath(path))
+        except (SyntaxError, OSError, ValueError):  # Pillow's "not this format"
+            continue
+        try:
+            return image.size
+        finally:
+            image.close()
+    return None
 
 
 def _natural(path: Path) -> list[object]:
