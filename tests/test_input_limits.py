@@ -102,6 +102,27 @@ def test_a_stalled_http_open_times_out_with_the_url(stalling):
     assert isinstance(error, InputError) and str(error) == f"{url}: no answer within 1 s (timeout)"
 
 
+def test_close_from_another_thread_ends_a_stalled_open(stalling):
+    server = stalling()
+    src = FileSource(server.url(), timeout=60)
+    errors: list[BaseException] = []
+
+    def open_it() -> None:
+        try:
+            src.open()
+        except BaseException as exc:  # noqa: BLE001 - inspected by the test
+            errors.append(exc)
+
+    opening = threading.Thread(target=open_it, daemon=True)
+    opening.start()
+    assert server.accepted.wait(30), "open() never connected"
+    src.close()
+    opening.join(30)
+    assert not opening.is_alive()
+    assert len(errors) == 1 and isinstance(errors[0], InputError)
+    assert str(errors[0]) == f"{server.url()}: closed while opening"
+
+
 def test_a_stalled_http_read_times_out_after_some_frames(stalling, clip):
     data = clip("long.mkv", frames=200, width=64, height=48).read_bytes()
     server = stalling(body=data[: len(data) // 2], total=len(data))

@@ -20,7 +20,6 @@ The lifecycle rule, the same for every source:
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Iterator
 from typing import Literal, Protocol, runtime_checkable
 
@@ -36,7 +35,6 @@ __all__ = [
     "check_positive",
     "check_spec",
     "check_threads",
-    "wait_interruptibly",
 ]
 
 Backpressure = Literal["block", "latest"]
@@ -145,10 +143,3 @@ def check_frame_size(name: str, width: int, height: int, max_pixels: int) -> Non
             f"{name}: frame size {width}x{height} ({width * height} pixels) is above the limit of "
             f"{max_pixels} pixels (7680x4320 = {MAX_PIXELS} by default); allow more with --max-pixels"
         )
-
-
-def wait_interruptibly(done: threading.Event, poll: float = 0.1) -> None:
-    """Wait for ``done`` in short steps, so the main thread's signal handlers (Ctrl-C,
-    SIGTERM) run while a worker thread sits in a blocking call that ignores them."""
-    while not done.wait(poll):
-        pass

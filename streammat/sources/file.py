@@ -40,7 +40,6 @@ from .base import (
     check_positive,
     check_spec,
     check_threads,
-    wait_interruptibly,
 )
 
 __all__ = ["FileSource", "STDIN"]
@@ -51,6 +50,8 @@ log = logging.getLogger(__name__)
 STDIN = "-"
 # A file whose container states N frames but yields fewer than this share is truncated.
 _TRUNCATION_SLACK = 0.98
+# How often a thread waiting for the opening worker looks up (signals, close()).
+_POLL = 0.1
 # Frame rate assumed for numbering frames that have no timestamps and no stated rate.
 _FALLBACK_RATE = Fraction(25)
 
@@ -116,9 +117,12 @@ class FileSource(SourceLifecycle):
 
         threading.Thread(target=work, name="sm-open", daemon=True).start()
         try:
-            wait_interruptibly(done)
+            # short waits: the main thread's signal handlers run, and close() is noticed
+            while not done.wait(_POLL):
+                if self._closed.is_set():
+                    raise InputError(f"{self.name}: closed while opening")
         except BaseException:
-            # Ctrl-C/SIGTERM: leave the worker in its blocking call; it closes what it opened
+            # Ctrl-C/SIGTERM or close(): leave the worker in its blocking call; it closes what it opened
             with lock:
                 abandoned[0] = True
                 if done.is_set() and "value" in opened:
