@@ -73,8 +73,12 @@ def build_source(settings: PipelineSettings, *, plan: Any, keep_alpha: bool = Fa
             loop=settings.loop,
             max_frames=settings.frames,
             max_seconds=settings.duration,
+            max_pixels=settings.max_pixels,
         )
-    return open_source(settings.source, threads=plan.decode_threads)
+    options = {"threads": plan.decode_threads, "max_pixels": settings.max_pixels}
+    if settings.source_timeout is not None and "://" in settings.source:
+        options["timeout"] = settings.source_timeout  # a network input's open and read timeout
+    return open_source(settings.source, **options)
 
 
 def build_sinks(

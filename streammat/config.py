@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import ConfigError
+from .limits import MAX_PIXELS
 
 __all__ = [
     "DEVICES",
@@ -38,9 +39,6 @@ DEVICES = ("auto", "cpu", "cuda", "tensorrt")
 #: how published frames carry their alpha, and their optional lossless compression
 PUBLISH_LAYOUTS = ("rgba", "rgb+a", "a")
 COMPRESSIONS = ("none", "zstd", "zlib")
-#: frames of at most 8K UHD (7680x4320) unless raised: a hostile or broken header cannot
-#: make a stream allocate tens of gigabytes
-DEFAULT_MAX_PIXELS = 7680 * 4320
 
 PositiveInt = Annotated[int, Field(ge=1)]
 
@@ -82,7 +80,7 @@ class PipelineSettings(MattingSettings):
     realtime: bool = False
     #: start a file again at its end (with realtime)
     loop: bool = False
-    max_pixels: PositiveInt = DEFAULT_MAX_PIXELS
+    max_pixels: PositiveInt = MAX_PIXELS
     #: requested capture size and rate (cameras)
     width: PositiveInt | None = None
     height: PositiveInt | None = None

@@ -12,7 +12,9 @@ from fractions import Fraction
 import numpy as np
 import torch
 
-__all__ = ["Frame", "Batch", "MattedBatch", "StreamInfo"]
+from .limits import MAX_PIXELS  # re-exported: the limit every source applies
+
+__all__ = ["Frame", "Batch", "MattedBatch", "StreamInfo", "MAX_PIXELS"]
 
 
 @dataclass(frozen=True)

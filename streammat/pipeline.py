@@ -165,8 +165,9 @@ class Pipeline:
             raise ConfigError("a Pipeline runs once; build a new one (its sinks are closed)")
         self._ran = True
         t0 = time.monotonic()
-        # A caller may open the source first to fail fast on bad input; reuse its info then.
-        info = getattr(self.source, "info", None) or self.source.open()
+        # A caller may open the source first to fail fast on bad input: a second open()
+        # returns the same StreamInfo in every source
+        info = self.source.open()
         result = RunResult(info=info)
         opened: list[Sink] = []
         try:

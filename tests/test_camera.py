@@ -119,6 +119,17 @@ def test_file_camera_plays_in_real_time_and_loops(tmp_path):
     assert frames[-1].pts - frames[0].pts >= 600  # 24 frame periods of 33 ms, not as fast as decode
 
 
+def test_a_looped_file_that_disappears_ends_the_stream_with_a_warning(tmp_path, caplog):
+    clip = camera_clip(tmp_path / "clip.avi", frames=6)
+    src = CameraSource(str(clip), loop=True, max_seconds=20)
+    with caplog.at_level(logging.WARNING, logger="streammat.sources.camera"), src:
+        clip.unlink()  # the open capture still reads it; the next loop cannot reopen it
+        frames = collect(src)
+    assert len(frames) == 6
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [f"camera {clip}: cannot loop: the file no longer exists; ending the stream"]
+
+
 def test_file_camera_without_loop_ends(tmp_path):
     clip = camera_clip(tmp_path / "clip.avi", frames=6)
     src = CameraSource(str(clip))

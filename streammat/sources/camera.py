@@ -23,12 +23,26 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from fractions import Fraction
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
-from ..frames import Frame, StreamInfo
+from ..errors import ConfigError, InputError
+from ..frames import MAX_PIXELS, Frame, StreamInfo
+from ._capture import (
+    PROP_BUFFERSIZE,
+    PROP_FPS,
+    PROP_HEIGHT,
+    PROP_WIDTH,
+    Capture,
+    bgr_to_rgb,
+    default_opener,
+    get_prop,
+    release_capture,
+    same_image,
+    set_prop,
+)
+from .base import SourceLifecycle, check_frame_size, check_max_pixels, check_positive
 
 __all__ = ["CameraSource", "Capture", "list_cameras", "parse_camera_spec", "TIME_BASE"]
 
@@ -37,22 +51,6 @@ log = logging.getLogger(__name__)
 #: pts unit of every camera frame (milliseconds: accepted by every encoder and muxer)
 TIME_BASE = Fraction(1, 1000)
 _POLL = 0.05
-# OpenCV property ids (the values cv2 uses), so an injected capture needs no cv2 import
-_PROP_WIDTH, _PROP_HEIGHT, _PROP_FPS, _PROP_BUFFERSIZE = 3, 4, 5, 38
-
-
-class Capture(Protocol):
-    """What ``CameraSource`` needs from a capture: the ``cv2.VideoCapture`` subset."""
-
-    def isOpened(self) -> bool: ...  # noqa: N802 - OpenCV's name
-
-    def read(self) -> tuple[bool, Any]: ...
-
-    def get(self, prop: int) -> float: ...
-
-    def set(self, prop: int, value: float) -> bool: ...
-
-    def release(self) -> None: ...
 
 
 def parse_camera_spec(spec: str | int) -> tuple[str, int | str]:
@@ -81,36 +79,7 @@ def _cameras_hint() -> str:
     return f"cameras found: {', '.join(cams)}" if cams else "no cameras found"
 
 
-def _quiet_opencv(cv2: Any) -> None:
-    """OpenCV prints its own ``[ WARN:0@0.2] ... can't open camera by index`` lines; we
-    report camera problems ourselves, in one line, so keep only its errors."""
-    try:
-        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
-    except AttributeError:  # pragma: no cover - builds without the logging module
-        pass
-
-
-def _default_opener(target: int | str) -> Capture:
-    import cv2
-
-    _quiet_opencv(cv2)
-    if isinstance(target, int) or str(target).startswith("/dev/"):
-        # a blocked V4L2 read() otherwise waits 10 s; OpenCV reads this when the camera opens
-        os.environ.setdefault("OPENCV_VIDEOIO_V4L_SELECT_TIMEOUT", "1")
-        api = cv2.CAP_V4L2 if sys.platform.startswith("linux") else cv2.CAP_ANY
-        return cv2.VideoCapture(target, api)
-    return cv2.VideoCapture(str(target))
-
-
-def _bgr_to_rgb(image: np.ndarray) -> np.ndarray:
-    if image.ndim == 2:  # grey camera
-        return np.ascontiguousarray(np.repeat(image[:, :, None], 3, axis=2))
-    if image.shape[2] == 4:
-        image = image[:, :, :3]
-    return np.ascontiguousarray(image[:, :, ::-1])
-
-
-class CameraSource:
+class CameraSource(SourceLifecycle):
     """A live source from OpenCV (``spec``: ``0``, ``/dev/videoN``, ``rtsp://…``, or a file).
 
     - ``width``/``height``/``fps``: requests to the device (a file is resized / paced instead).
@@ -122,6 +91,8 @@ class CameraSource:
     - ``freeze_check``: treat identical consecutive frames as a frozen camera (default: on
       for devices and streams, off for files, whose still scenes repeat legitimately).
     - ``max_frames``/``max_seconds``: end the stream after that many delivered frames / seconds.
+    - ``max_pixels``: the largest frame (width × height) accepted; the size the capture
+      reports is checked before its first read, and every frame after.
     - ``opener``: ``callable(target) -> Capture``, ``cv2.VideoCapture`` by default (tests
       inject synthetic cameras, see ``streammat.testing.SyntheticCamera``).
     """
@@ -144,10 +115,21 @@ class CameraSource:
         max_frames: int | None = None,
         max_seconds: float | None = None,
         open_timeout: float = 5.0,
+        max_pixels: int = MAX_PIXELS,
         opener: Callable[[int | str], Capture] | None = None,
     ) -> None:
-        if watchdog <= 0:
-            raise ValueError(f"expected watchdog > 0, got {watchdog}")
+        if isinstance(spec, bool) or not isinstance(spec, (str, int, os.PathLike)) or not str(spec).strip():
+            raise ConfigError(f"camera: expected an index, /dev/videoN, a URL or a file, got {spec!r}")
+        check_positive(watchdog, "watchdog")
+        check_positive(open_timeout, "open_timeout")
+        for argument, value in (("width", width), ("height", height), ("max_frames", max_frames)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+                raise ConfigError(f"{argument}: expected a positive int or None, got {value!r}")
+        for argument, value in (("fps", fps), ("max_seconds", max_seconds)):
+            if value is not None:
+                check_positive(value, argument)
+        self.max_pixels = check_max_pixels(max_pixels)
+        spec = os.fspath(spec) if isinstance(spec, os.PathLike) else spec
         self.spec = spec
         self.kind, self.target = parse_camera_spec(spec)
         self.width, self.height, self.fps = width, height, fps
@@ -160,7 +142,7 @@ class CameraSource:
         self.max_frames = max_frames
         self.max_seconds = max_seconds
         self.open_timeout = max(open_timeout, watchdog)
-        self.opener = opener or _default_opener
+        self.opener = opener or default_opener
         self.name = str(spec)
         #: the stream description once ``open()`` succeeded
         self.info: StreamInfo | None = None
@@ -191,13 +173,19 @@ class CameraSource:
         with self._cond:
             return dict(self._stats)
 
-    def open(self) -> StreamInfo:
+    def _open(self) -> StreamInfo:
         """Open the camera and wait for its first frame. Raises ``InputError``."""
-        if self._thread is not None:
-            raise RuntimeError("CameraSource.open() called twice")
         if self.kind == "file" and not os.path.exists(str(self.target)):
             raise InputError(f"{self.spec}: no such file or camera ({_cameras_hint()})")
         cap = self._open_capture()
+        if cap is not None:
+            try:
+                check_frame_size(
+                    self.name, int(get_prop(cap, PROP_WIDTH)), int(get_prop(cap, PROP_HEIGHT)), self.max_pixels
+                )
+            except InputError:
+                release_capture(cap)
+                raise
         if cap is None:
             if self.kind == "device":
                 raise InputError(f"camera {self.spec} cannot be opened ({_cameras_hint()})")
@@ -228,8 +216,7 @@ class CameraSource:
             raise InputError(f"{self.spec}: opened, but no frame arrived within {self.open_timeout:g} s")
         h, w = first.image.shape[:2]
         log.info("camera %s: %dx%d at %s fps", self.name, w, h, rate or "?")
-        self.info = StreamInfo(width=w, height=h, time_base=TIME_BASE, rate=rate, frames=None, name=self.name)
-        return self.info
+        return StreamInfo(width=w, height=h, time_base=TIME_BASE, rate=rate, frames=None, name=self.name)
 
     def __iter__(self) -> Iterator[Frame]:
         delivered = 0
@@ -259,7 +246,7 @@ class CameraSource:
             if self.max_seconds is not None and time.monotonic() - first_at >= self.max_seconds:
                 return
 
-    def close(self) -> None:
+    def _release(self) -> None:
         """Stop capturing and release the camera. Idempotent, safe from any thread."""
         self._closed.set()
         with self._cond:
@@ -277,18 +264,18 @@ class CameraSource:
             return None
         if cap is None or not cap.isOpened():
             if cap is not None:
-                _release(cap)
+                release_capture(cap)
             return None
         if self.kind != "file":
-            requests = ((_PROP_WIDTH, self.width), (_PROP_HEIGHT, self.height), (_PROP_FPS, self.fps))
+            requests = ((PROP_WIDTH, self.width), (PROP_HEIGHT, self.height), (PROP_FPS, self.fps))
             for prop, value in requests:
                 if value:
-                    _set(cap, prop, value)
-            _set(cap, _PROP_BUFFERSIZE, 1)  # keep the driver from queueing stale frames
+                    set_prop(cap, prop, value)
+            set_prop(cap, PROP_BUFFERSIZE, 1)  # keep the driver from queueing stale frames
         return cap
 
     def _rate(self, cap: Capture) -> Fraction | None:
-        value = self.fps if (self.fps and self.kind == "file") else _get(cap, _PROP_FPS)
+        value = self.fps if (self.fps and self.kind == "file") else get_prop(cap, PROP_FPS)
         if not value or value <= 0 or value > 1000:
             value = self.fps
         return Fraction(value).limit_denominator(1001) if value else None
@@ -307,6 +294,9 @@ class CameraSource:
                         if new is not None:
                             cap = new
                             continue
+                        gone = self.kind == "file" and not os.path.exists(str(self.target))
+                        problem = "the file no longer exists" if gone else "it cannot be reopened"
+                        log.warning("camera %s: cannot loop: %s; ending the stream", self.name, problem)
                     self._end()
                     return
                 # lost: reconnect with backoff
@@ -361,6 +351,8 @@ class CameraSource:
                 return "closed"
             if state["done"] is not None:
                 reader.join(timeout=0.2)
+                if state.get("error") is not None:
+                    raise state["error"]
                 return str(state["done"])
             stalled = time.monotonic() - state["last"]
             if stalled > max(self.watchdog, 2 * self._period):
@@ -391,20 +383,25 @@ class CameraSource:
                     state["done"] = "eof" if self.kind == "file" else "read failed"
                     break
                 now_wall, now_mono = time.time(), time.monotonic()
-                if self.freeze_check and prev is not None and _same(prev, image):
+                if self.freeze_check and prev is not None and same_image(prev, image):
                     state["frozen"] = True
                     with self._cond:
                         self._stats["repeated"] += 1
                     continue
+                try:
+                    check_frame_size(self.name, image.shape[1], image.shape[0], self.max_pixels)
+                except InputError as exc:  # the stream changed to an oversized frame
+                    state["error"], state["done"] = exc, "error"
+                    break
                 prev = image
                 state["last"], state["frozen"] = now_mono, False
                 self._deliver(image, now_wall, now_mono)
         finally:
-            _release(cap)
+            release_capture(cap)
             wake.set()
 
     def _deliver(self, image: np.ndarray, wall: float, mono: float) -> None:
-        rgb = _bgr_to_rgb(image)
+        rgb = bgr_to_rgb(image)
         if self.kind == "file" and self.width and self.height and rgb.shape[:2] != (self.height, self.width):
             import cv2
 
@@ -419,28 +416,3 @@ class CameraSource:
                 self._stats["dropped"] += 1
             self._latest = frame
             self._cond.notify_all()
-
-
-def _same(a: np.ndarray, b: np.ndarray) -> bool:
-    return a.shape == b.shape and np.array_equal(a, b)
-
-
-def _set(cap: Capture, prop: int, value: float) -> None:
-    try:
-        cap.set(prop, float(value))
-    except Exception:  # noqa: BLE001 - a request, not a requirement
-        pass
-
-
-def _get(cap: Capture, prop: int) -> float:
-    try:
-        return float(cap.get(prop))
-    except Exception:  # noqa: BLE001
-        return 0.0
-
-
-def _release(cap: Capture) -> None:
-    try:
-        cap.release()
-    except Exception:  # noqa: BLE001
-        pass
