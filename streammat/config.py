@@ -51,7 +51,7 @@ class MattingSettings(_Strict):
     """How frames are matted: model, device, batching and the matte controls."""
 
     model: str = Field("selfie", min_length=1, description="model name or path to an .onnx file")
-    device: Literal["auto", "cpu", "cuda", "tensorrt"] = "auto"
+    device: Literal[DEVICES] = "auto"  # type: ignore[valid-type]
     #: onnxruntime intra-op threads; None plans them from the core count
     threads: Annotated[int, Field(ge=1, le=256)] | None = None
     batch_size: Annotated[int, Field(ge=1, le=256)] = 8
@@ -112,8 +112,8 @@ class PipelineSettings(MattingSettings):
     overwrite: bool = False
     publish: tuple[str, ...] = ()
     topic: str = ""
-    layout: Literal["rgba", "rgb+a", "a"] = "rgba"
-    compress: Literal["none", "zstd", "zlib"] = "none"
+    layout: Literal[PUBLISH_LAYOUTS] = "rgba"  # type: ignore[valid-type]
+    compress: Literal[COMPRESSIONS] = "none"  # type: ignore[valid-type]
     publish_secure: str | None = None
     publish_hwm: PositiveInt | None = None
     publish_wait: Annotated[int, Field(ge=0, le=1000)] = 0

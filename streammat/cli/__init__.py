@@ -65,15 +65,15 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return EXIT_USAGE
-    _setup_logging(args.verbose, args.quiet)
-    install_signal_handlers()
-    tune_allocator()
+    install_signal_handlers()  # first: a Ctrl-C at any moment is one line and exit 130
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return EXIT_USAGE
+        _setup_logging(args.verbose, args.quiet)
+        tune_allocator()
         return int(args.func(args) or 0)
     except Interrupted as exc:
         print(f"streammat: {exc}", file=sys.stderr)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from ..transport.security import generate_keys, require_curve
-
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("keys", help="manage CURVE keys for secure ZeroMQ streams")
@@ -26,6 +24,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..transport.security import generate_keys, require_curve
+
     require_curve()
     paths = generate_keys(args.directory, overwrite=args.force)
     for name, path in paths.items():
