@@ -105,7 +105,6 @@ def salvage(tmp: Path, final: Path, *, written: int) -> tuple[Path | None, int]:
     except OSError:
         _remove(tmp)
         return None, 0
-    log.warning("output is partial: %s (%d of %d frames playable)", target, playable, written)
     return target, playable
 
 

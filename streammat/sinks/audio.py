@@ -103,7 +103,7 @@ class AudioPassthrough:
             return
         try:
             frames = self._ist.codec_context.decode(pkt) if pkt is not None else [None]
-        except av.InvalidDataError:
+        except av.FFmpegError:  # decoders report corrupt data with several error codes
             self.skipped += 1  # a corrupt packet: its few ms of sound are missing, the rest plays
             return
         for frame in frames:

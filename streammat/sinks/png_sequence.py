@@ -104,6 +104,7 @@ class PngSequenceSink(SinkLifecycle):
         self.final_path: Path | None = None
         self._entries: list[dict[str, object]] = []
         self._tmp: Path | None = None
+        self._failed = False
         self._pattern = is_pattern(self.output)
         if self._pattern:
             self._folder, self._file_name, self._base = split_pattern(self.output)
@@ -176,6 +177,7 @@ class PngSequenceSink(SinkLifecycle):
             results = [f.result() for f in futures]
         for i, ((_, _, name), error) in enumerate(zip(jobs, results, strict=True)):
             if error is not None:  # frames before it are kept (and listed), in order
+                self._failed = True
                 raise error
             self._entries.append({"file": name, "pts": int(batch.batch.pts[i])})
             self.frames += 1
@@ -237,6 +239,11 @@ class PngSequenceSink(SinkLifecycle):
             self._target.release()
 
     def _finish(self, tmp: Path, complete: bool) -> None:
+        if self._failed:  # frames after the one that failed may have been written by other threads
+            listed = {str(e["file"]) for e in self._entries}
+            for png in tmp.glob("*.png"):
+                if png.name not in listed:
+                    png.unlink()
         try:
             if self.frames:
                 (tmp / SIDECAR).write_text(json.dumps(self._sidecar(), indent=0))
@@ -244,10 +251,11 @@ class PngSequenceSink(SinkLifecycle):
             (tmp / SIDECAR).unlink(missing_ok=True)
             drop_truncated_pngs(tmp)
             self.final_path = _safe_path.finish(tmp, self._partial_base(), complete=False, frames=self.frames)
-            raise OutputError(
-                f"cannot finish {self.output}: {(exc.strerror or str(exc)).lower()}; kept {self.final_path} "
-                f"({self.frames} frames, without {SIDECAR})"
-            ) from exc
+            kept = f"kept {self.final_path} ({self.frames} frames, without {SIDECAR})"
+            if self._failed:  # write() raised that error already: say what is left
+                log.warning("%s: %s", self.output, kept)
+                return
+            raise OutputError(f"cannot finish {self.output}: {(exc.strerror or str(exc)).lower()}; {kept}") from exc
         if complete and self.frames:
             self._replace_earlier()
             if self._pattern:

@@ -275,10 +275,13 @@ class VideoSink(SinkLifecycle):
                 return
             self.final_path, playable = _safe_path.salvage(self._tmp, self.path, written=written)
             kept = (
-                f"kept {self.final_path} ({playable} of {written} frames)"
+                f"kept {self.final_path} ({playable} of {written} frames playable)"
                 if self.final_path
                 else f"nothing playable was kept ({written} frames lost)"
             )
+            if self._failed is not None:  # write() raised that error already: say what is left
+                log.warning("%s: %s", self._name, kept)
+                return
             raise OutputError(f"cannot finish {self._name}: {_reason(error)}; {kept}") from error
         finally:
             self._container = None
