@@ -155,7 +155,8 @@ for name in json.loads(sys.argv[1]):
         errors.append(str(exc))
     partial = partial_of(out)
     frames = decoded_frames(partial) if partial.is_file() else len(list(partial.glob("*.png")))
-    report.append({"errors": errors, "warnings": warnings, "partial_frames": frames, "final": out.exists(), "hidden": hidden(out.parent)})
+    left = {"final": out.exists(), "hidden": hidden(out.parent)}
+    report.append({"errors": errors, "warnings": warnings, "partial_frames": frames, **left})
     if partial.is_dir():  # make room for the next output on a full disk
         shutil.rmtree(partial)
     else:
