@@ -37,6 +37,25 @@ __all__ = [
 
 
 @dataclass(frozen=True)
+class CodecSpec:
+    codec: str
+    pix_fmt: str
+    description: str
+    options: dict[str, str] = field(default_factory=dict)
+    #: None: not YUV (no matrix/range tags); else "MPEG" (limited) or "JPEG" (full)
+    color_range: str | None = "MPEG"
+    #: pixel format to use instead when width or height is odd (None: odd sizes are fine)
+    odd_pix_fmt: str | None = None
+    #: stream metadata the muxer needs (e.g. WebM ``alpha_mode``)
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def pix_fmt_for(self, width: int, height: int) -> str:
+        if self.odd_pix_fmt and (width % 2 or height % 2):
+            return self.odd_pix_fmt
+        return self.pix_fmt
+
+
+@dataclass(frozen=True)
 class OutputFormat:
     """A ``--format`` name: the container it writes (None: not a video file) and the
     extensions that go with it (the first is the usual one)."""
@@ -174,25 +193,6 @@ def alpha_depth(pix_fmt: str) -> int:
 def component_bits(pix_fmt: str) -> int:
     """Bits of the first component (luma/red) of ``pix_fmt``."""
     return av.VideoFormat(pix_fmt).components[0].bits
-
-
-@dataclass(frozen=True)
-class CodecSpec:
-    codec: str
-    pix_fmt: str
-    description: str
-    options: dict[str, str] = field(default_factory=dict)
-    #: None: not YUV (no matrix/range tags); else "MPEG" (limited) or "JPEG" (full)
-    color_range: str | None = "MPEG"
-    #: pixel format to use instead when width or height is odd (None: odd sizes are fine)
-    odd_pix_fmt: str | None = None
-    #: stream metadata the muxer needs (e.g. WebM ``alpha_mode``)
-    metadata: dict[str, str] = field(default_factory=dict)
-
-    def pix_fmt_for(self, width: int, height: int) -> str:
-        if self.odd_pix_fmt and (width % 2 or height % 2):
-            return self.odd_pix_fmt
-        return self.pix_fmt
 
 
 # lag-in-frames=0: no look-ahead queue (libvpx keeps 25 frames per encoder otherwise, and
