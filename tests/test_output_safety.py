@@ -388,3 +388,31 @@ def test_sinks_are_context_managers(tmp_path: Path):
         raise RuntimeError("stop")
     assert probe(tmp_path / "bad.partial.webm")["frames"] == 4
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.partial.webm", "ok.webm"]
+
+
+def test_close_has_a_deadline(tmp_path: Path, monkeypatch):
+    """A flush that hangs does not hang close(): it gives up, keeps what plays, says so."""
+    import threading
+
+    from streammat.sinks import video
+
+    release = threading.Event()
+    finalize = VideoSink._finalize
+
+    def stuck(self, complete):
+        release.wait(30)  # an encoder flush that does not return
+        finalize(self, complete)
+
+    monkeypatch.setattr(video, "CLOSE_DEADLINE", 0.5)
+    monkeypatch.setattr(VideoSink, "_finalize", stuck)
+    sink = create_sink(tmp_path / "slow.mov")
+    sink.open(info_for(64, 48, rate=25))
+    for b in synthetic(64, 48, [40 * i for i in range(60)], batch=8):  # 2.4 s: fragments on disk
+        sink.write(b)
+    with pytest.raises(OutputError) as err:
+        sink.close()
+    release.set()
+    message = str(err.value)
+    assert message.startswith(f"cannot finish {tmp_path / 'slow.mov'}: finishing") and "within 0.5 s" in message
+    assert f"kept {tmp_path / 'slow.partial.mov'}" in message and "\n" not in message
+    sink.close()  # idempotent, returns at once
