@@ -157,8 +157,8 @@ def encode_only(fmt: str, workdir: Path, matted: list[Any], frames: int, threads
 
     first = matted[0].batch
     info = StreamInfo(width=first.width, height=first.height, time_base=Fraction(1, 30), rate=Fraction(30))
-    sink = create_sink(str(workdir / "encode-only" / FORMATS[fmt]), threads=threads)
     (workdir / "encode-only").mkdir(parents=True, exist_ok=True)
+    sink = create_sink(str(workdir / "encode-only" / FORMATS[fmt]), threads=threads, overwrite=True)
     n, i = 0, 0
     t = time.perf_counter()
     sink.open(info)
@@ -184,12 +184,12 @@ def pipeline(clip: Path, matter: Any, sink_spec: str | None, workdir: Path, plan
     from streammat.sinks import NullSink, create_sink
     from streammat.sources.file import FileSource
 
+    (workdir / "pipeline").mkdir(parents=True, exist_ok=True)
     sink = (
         NullSink()
         if sink_spec is None
-        else create_sink(str(workdir / "pipeline" / sink_spec), threads=plan.encode_threads)
+        else create_sink(str(workdir / "pipeline" / sink_spec), threads=plan.encode_threads, overwrite=True)
     )
-    (workdir / "pipeline").mkdir(parents=True, exist_ok=True)
     result = Pipeline(FileSource(clip, threads=plan.decode_threads), matter, [sink], batch_size=batch).run()
     return {"frames": result.frames_out, "seconds": result.elapsed, "busy": result.busy}
 

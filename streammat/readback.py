@@ -22,11 +22,10 @@ import cv2
 import numpy as np
 
 from .errors import InputError
+from .sinks._codecs import alpha_depth
+from .sinks.png_sequence import PATTERN, SIDECAR, is_pattern, sidecar_of, split_pattern
 
 __all__ = ["RGBAFrame", "read_rgba", "probe"]
-
-_PATTERN = re.compile(r"%0?\d*d")
-_SIDECAR = "timestamps.json"
 
 
 @dataclass(frozen=True)
@@ -45,16 +44,16 @@ class RGBAFrame:
 # -- PNG sequences -----------------------------------------------------------------
 def _png_index(path: Path) -> tuple[Path, list[tuple[str, int]], Fraction]:
     """(folder, [(file, pts)], time_base) of a PNG folder or pattern."""
-    if _PATTERN.search(path.name):
-        folder = path.parent
-        base = _PATTERN.split(path.name, maxsplit=1)[0].rstrip("_-. ") or "frames"
-        sidecar = folder / f"{base}.{_SIDECAR}"
+    pattern = is_pattern(str(path))
+    if pattern:
+        folder, _, base = split_pattern(str(path))
+        sidecar = folder / sidecar_of(base)
         if not sidecar.is_file():  # a partial folder keeps its own sidecar
-            sidecar = folder / f"{base}.partial" / _SIDECAR
+            sidecar = folder / f"{base}.partial" / SIDECAR
             folder = sidecar.parent
     else:
         folder = path
-        sidecar = folder / _SIDECAR
+        sidecar = folder / SIDECAR
     if sidecar.is_file():
         try:
             data = json.loads(sidecar.read_text())
@@ -63,8 +62,9 @@ def _png_index(path: Path) -> tuple[Path, list[tuple[str, int]], Fraction]:
         except (ValueError, KeyError, TypeError) as exc:
             raise InputError(f"bad timestamps file {sidecar}: {exc}") from exc
         return folder, entries, tb
-    if _PATTERN.search(path.name):
-        rx = re.compile(re.escape(_PATTERN.split(path.name)[0]) + r"(\d+)" + re.escape(_PATTERN.split(path.name)[-1]))
+    if pattern:
+        head, tail = PATTERN.split(path.name, maxsplit=1)
+        rx = re.compile(re.escape(head) + r"(\d+)" + re.escape(tail))
         files = sorted((int(m.group(1)), p.name) for p in folder.iterdir() if (m := rx.fullmatch(p.name)))
         names = [n for _, n in files]
     else:
@@ -89,7 +89,7 @@ def _read_png(file: Path) -> np.ndarray:
 
 
 def _is_png_sequence(path: Path) -> bool:
-    return path.is_dir() or bool(_PATTERN.search(path.name))
+    return path.is_dir() or is_pattern(str(path))
 
 
 # -- video files -------------------------------------------------------------------
@@ -128,10 +128,10 @@ def _to_rgba(frame: av.VideoFrame) -> np.ndarray:
     else:  # PyAV assumes an unspecified (limited) range unless told: pass the frame's own
         # threads=1: swscale's threaded slices corrupt high-bit-depth conversions (FFmpeg 8.1)
         image = frame.reformat(format="rgba", src_color_range=frame.color_range or None, threads=1).to_ndarray()
-    if name.startswith("yuva"):
+    bits = alpha_depth(name)
+    if bits:
         plane = frame.planes[3]
         h, w = image.shape[:2]
-        bits = next((b for b in (16, 12, 10, 9) if name.endswith(f"p{b}le")), 8)
         if bits == 8:
             image[..., 3] = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:h, :w]
         else:

@@ -68,7 +68,7 @@ def test_vfr_input_stays_vfr(tiny_home, clip, tmp_path):
 
     pts = [0, 1, 3, 4, 7, 8, 12, 13, 14, 20]
     src = clip("vfr.mkv", frames=10, pts=pts, time_base=Fraction(1, 30))
-    out = tmp_path / "vfr.mkv"
+    out = tmp_path / "vfr-out.mkv"  # not the input itself
     assert main(["process", str(src), "-o", str(out), *MODEL]) == 0
     assert output_times(out) == pytest.approx([p / 30 for p in pts], abs=2e-3)
 

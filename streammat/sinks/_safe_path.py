@@ -15,23 +15,29 @@ import shutil
 from pathlib import Path
 
 from ..errors import OutputError
+from ._playable import playable_frames
 
 log = logging.getLogger(__name__)
 
 
-def check_file_target(path: Path) -> None:
-    """Raise ``OutputError`` (one line naming ``path``) if a file cannot be written there."""
+def check_file_target(path: Path, shown: str | None = None) -> None:
+    """Raise ``OutputError`` (one line naming ``shown``, the output as the user gave it,
+    default ``path``) if a file cannot be written at ``path``."""
+    shown = shown or str(path)
     parent = path.parent
     if path.is_dir():
-        raise OutputError(f"cannot write {path}: it is a directory, expected a file name")
-    if not parent.exists():
-        raise OutputError(f"cannot write {path}: folder {parent} does not exist")
-    if not parent.is_dir():
-        raise OutputError(f"cannot write {path}: {parent} is not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(f"cannot write {path}: permission denied on folder {parent}")
-    if path.exists() and not os.access(path, os.W_OK):
-        raise OutputError(f"cannot write {path}: permission denied")
+        raise OutputError(f"cannot write {shown}: it is a directory, expected a file name")
+    check_folder(parent, shown)
+
+
+def check_folder(folder: Path, shown: str) -> None:
+    """Raise ``OutputError`` naming ``shown`` unless new files can be made in ``folder``."""
+    if not folder.exists():
+        raise OutputError(f"cannot write {shown}: folder {folder} does not exist")
+    if not folder.is_dir():
+        raise OutputError(f"cannot write {shown}: {folder} is not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write {shown}: permission denied on folder {folder}")
 
 
 def temp_sibling(final: Path) -> Path:
@@ -80,6 +86,26 @@ def finish(tmp: Path, final: Path, *, complete: bool, frames: int) -> Path | Non
     if not complete:
         log.warning("output is partial: %s (%d frames)", target, frames)
     return target
+
+
+def salvage(tmp: Path, final: Path, *, written: int) -> tuple[Path | None, int]:
+    """Keep what plays of an output that could not be finalized, as its partial name.
+
+    Returns (the partial's path or None when nothing played and ``tmp`` was removed,
+    the number of playable frames)."""
+    playable = playable_frames(tmp)
+    if playable == 0:
+        _remove(tmp)
+        return None, 0
+    target = partial_name(final)
+    try:
+        if target.is_dir():
+            _remove(target)
+        os.replace(tmp, target)
+    except OSError:
+        _remove(tmp)
+        return None, 0
+    return target, playable
 
 
 def discard(tmp: Path) -> None:

@@ -3,8 +3,10 @@
 Packets are copied as they are (remux, timestamps rebased by the muxer) when the output
 container accepts the codec; otherwise the audio is transcoded to a codec it does accept
 (Opus for WebM/Matroska, AAC for MOV/MP4) rather than dropped. Audio is interleaved with
-video: ``mux_until(t)`` muxes the audio up to video time ``t`` as frames are written, and
-``finish()`` the rest at close.
+video: ``mux_until(t)`` muxes the audio up to video time ``t`` as frames are written,
+``finish()`` the rest at close, and ``release()`` closes the input. A corrupt packet of a
+transcoded track is skipped and counted, as the file source does with video packets; the
+count is logged once, at ``release()``.
 """
 
 from __future__ import annotations
@@ -23,8 +25,6 @@ log = logging.getLogger(__name__)
 
 # encoder used when the output container cannot hold the input's audio codec
 _FALLBACK = {"webm": "libopus", "matroska": "libopus", "mov": "aac", "mp4": "aac"}
-#: seconds of audio muxed ahead of the video (the muxer interleaves what it is given)
-_LOOKAHEAD = Fraction(0)
 
 
 class AudioPassthrough:
@@ -66,6 +66,9 @@ class AudioPassthrough:
         self._packets: Iterator[av.Packet] = self._in.demux(self._ist)
         self._pending: av.Packet | None = None
         self._done = False
+        self._released = False
+        #: corrupt input packets skipped while transcoding
+        self.skipped = 0
 
     @classmethod
     def maybe(cls, source: str | None, container: av.container.OutputContainer) -> AudioPassthrough | None:
@@ -98,20 +101,22 @@ class AudioPassthrough:
             pkt.stream = self._ost
             self._out.mux(pkt)
             return
-        frames = self._ist.codec_context.decode(pkt) if pkt is not None else [None]
+        try:
+            frames = self._ist.codec_context.decode(pkt) if pkt is not None else [None]
+        except av.FFmpegError:  # decoders report corrupt data with several error codes
+            self.skipped += 1  # a corrupt packet: its few ms of sound are missing, the rest plays
+            return
         for frame in frames:
             for rf in self._resampler.resample(frame):
                 self._out.mux(self._ost.encode(rf))
         if pkt is None:
             self._out.mux(self._ost.encode(None))
 
-    def mux_until(self, t: Fraction | None, *, lookahead: Fraction = _LOOKAHEAD) -> None:
-        """Mux audio packets that start before video time ``t`` (+ ``lookahead``);
-        everything when ``t`` is None."""
-        limit = None if t is None else t + lookahead
+    def mux_until(self, t: Fraction | None) -> None:
+        """Mux audio packets that start before video time ``t``; everything when ``t`` is None."""
         try:
             while (pkt := self._next()) is not None:
-                if limit is not None and pkt.pts is not None and pkt.pts * self._ist.time_base > limit:
+                if t is not None and pkt.pts is not None and pkt.pts * self._ist.time_base > t:
                     return
                 self._pending = None
                 self._emit(pkt)
@@ -119,12 +124,23 @@ class AudioPassthrough:
             raise OutputError(f"cannot copy audio into {self._out.name}: {exc}") from exc
 
     def finish(self, until: Fraction | None) -> None:
-        """Mux the remaining audio (up to ``until`` if given), flush an encoder, release input."""
+        """Mux the remaining audio (up to ``until`` if given) and flush an encoder."""
+        self.mux_until(until)
         try:
-            self.mux_until(until, lookahead=Fraction(0))
             if self.transcoded:
                 self._emit(None)
         except av.FFmpegError as exc:
             raise OutputError(f"cannot copy audio into {self._out.name}: {exc}") from exc
-        finally:
-            self._in.close()
+
+    def release(self) -> None:
+        """Close the input (idempotent) and report skipped packets."""
+        if self._released:
+            return
+        self._released = True
+        self._in.close()
+        if self.skipped:
+            log.warning(
+                "%d corrupt audio packet(s) of %s were skipped; the audio has gaps there",
+                self.skipped,
+                self._in.name,
+            )

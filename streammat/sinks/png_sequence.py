@@ -22,6 +22,7 @@ import logging
 import os
 import re
 import threading
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -32,36 +33,67 @@ import numpy as np
 from ..errors import OutputError
 from ..frames import MattedBatch, StreamInfo
 from . import _safe_path
+from ._playable import drop_truncated_pngs
+from ._target import OutputTarget
+from .base import SinkLifecycle
 from .compositing import Compositor
 
-__all__ = ["PngSequenceSink", "is_pattern", "split_pattern", "SIDECAR"]
+__all__ = ["PngSequenceSink", "is_pattern", "split_pattern", "SIDECAR", "PATTERN", "sidecar_of"]
 
 log = logging.getLogger(__name__)
 
+#: the timestamps file of a folder output; a pattern output names it ``<base>.timestamps.json``
 SIDECAR = "timestamps.json"
-_PATTERN = re.compile(r"%0?\d*d")
+#: the frame-number field of a pattern output's file name (``img_%05d.png``)
+PATTERN = re.compile(r"%0?\d*d")
+_FOLDER_FILE = re.compile(r"\d+\.png")  # what a folder output's frames are called
+_FOLDER_NAME = "%06d.png"
 
 
 def is_pattern(output: str) -> bool:
-    return bool(_PATTERN.search(Path(output).name))
+    """A ``%d``-style name ending in ``.png`` (``%`` in a video name is just a character)."""
+    name = Path(output).name
+    return name.lower().endswith(".png") and bool(PATTERN.search(name))
 
 
 def split_pattern(output: str) -> tuple[Path, str, str]:
     """``out/img_%05d.png`` → (``out``, ``img_%05d.png``, base name ``img``)."""
     p = Path(output)
-    base = _PATTERN.split(p.name, maxsplit=1)[0].rstrip("_-. ") or "frames"
+    base = PATTERN.split(p.name, maxsplit=1)[0].rstrip("_-. ") or "frames"
     return p.parent, p.name, base
 
 
-class PngSequenceSink:
-    """RGBA (or matte gray / composite RGB) PNG files plus a timestamps sidecar."""
+def sidecar_of(base: str) -> str:
+    """The sidecar's name next to a pattern output's PNGs."""
+    return f"{base}.{SIDECAR}"
+
+
+def _pattern_files(name: str) -> re.Pattern[str]:
+    head, tail = PATTERN.split(name, maxsplit=1)
+    return re.compile(re.escape(head) + r"\d+" + re.escape(tail))
+
+
+class PngSequenceSink(SinkLifecycle):
+    """RGBA (or matte gray / composite RGB) PNG files plus a timestamps sidecar.
+
+    A folder output must be new, empty, or (with ``overwrite``) hold only an earlier
+    sequence, which is replaced when the new one is complete; a pattern output refuses
+    (or with ``overwrite`` replaces) the files its pattern matches."""
 
     def __init__(
-        self, output: str | Path, *, mode: str = "alpha", compositor: Compositor | None = None, threads: int = 2
+        self,
+        output: str | os.PathLike[str],
+        *,
+        mode: str = "alpha",
+        compositor: Compositor | None = None,
+        threads: int = 2,
+        overwrite: bool = False,
+        inputs: Iterable[str] = (),
     ) -> None:
         if mode == "composite" and compositor is None:
             raise ValueError("composite mode needs a compositor")
-        self.output = str(output)
+        self.output = os.fspath(output)
+        self._name = self.output
         #: PNGs are independent: ``threads`` of them are compressed at once (zlib releases the GIL)
         self.threads = max(1, threads)
         self._pool: ThreadPoolExecutor | None = None
@@ -72,58 +104,83 @@ class PngSequenceSink:
         self.final_path: Path | None = None
         self._entries: list[dict[str, object]] = []
         self._tmp: Path | None = None
-        self._closed = False
-        self._opened = False
-        if is_pattern(self.output):
-            self._folder, self._name, self._base = split_pattern(self.output)
-            self._pattern = True
+        self._failed = False
+        self._pattern = is_pattern(self.output)
+        if self._pattern:
+            self._folder, self._file_name, self._base = split_pattern(self.output)
+            files = _pattern_files(self._file_name)
+            sidecar = sidecar_of(self._base)
+
+            def owned(name: str) -> bool:
+                return bool(files.fullmatch(name)) or name in (sidecar, self._file_name)
+
+            final = self._folder / self._base
         else:
-            self._folder, self._name, self._base = Path(self.output.rstrip("/\\") or "."), "%06d.png", ""
-            self._pattern = False
+            self._folder, self._file_name, self._base = Path(self.output.rstrip("/\\") or "."), _FOLDER_NAME, ""
+
+            def owned(name: str) -> bool:
+                return bool(_FOLDER_FILE.fullmatch(name)) or name == SIDECAR
+
+            final = self._folder
+        self._target = OutputTarget(
+            final,
+            self.output,
+            overwrite=overwrite,
+            inputs=inputs,
+            folder=self._folder,
+            owned=owned,
+            whole_folder=not self._pattern,
+        )
+        self._check_place()
+        self._target.check()
+
+    def _check_place(self) -> None:
+        folder = self._folder
+        if self._pattern:
+            _safe_path.check_folder(folder, self.output)
+        elif folder.exists() and not folder.is_dir():
+            raise OutputError(f"cannot write {self.output}: it is a file, expected a folder")
+        else:
+            _safe_path.check_folder(folder.parent if not folder.exists() else folder, self.output)
 
     def open(self, info: StreamInfo) -> None:
-        self._info = info
-        if self._pattern:
-            folder = self._folder
-            if not folder.is_dir():
-                raise OutputError(f"cannot write {self.output}: folder {folder} does not exist")
-            tmp = folder / f".{self._base}.tmp-{os.getpid()}"
-        else:
-            folder = self._folder
-            if folder.exists() and not folder.is_dir():
-                raise OutputError(f"cannot write {folder}: it is a file, expected a folder")
-            _safe_path.check_file_target(folder / "x") if folder.exists() else _check_parent(folder)
-            tmp = _safe_path.temp_sibling(folder)
-        if not os.access(tmp.parent, os.W_OK | os.X_OK):
-            raise OutputError(f"cannot write {self.output}: permission denied on folder {tmp.parent}")
+        self._start_open()
         try:
-            tmp.mkdir(exist_ok=True)
-        except OSError as exc:
-            raise OutputError(f"cannot write {self.output}: {exc.strerror or exc}") from exc
+            self._check_place()
+            tmp = self._target.acquire()
+            try:
+                tmp.mkdir(exist_ok=True)
+            except OSError as exc:
+                self._target.release()
+                raise OutputError(f"cannot write {self.output}: {(exc.strerror or str(exc)).lower()}") from exc
+        except BaseException:
+            self._state = "closed"
+            raise
+        self._info = info
         self._tmp = tmp
         self._pix_fmt = {"alpha": "rgba", "matte": "gray", "composite": "rgb24"}[self.mode]
         self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="sm-png") if self.threads > 1 else None
-        self._opened = True
         if self.compositor is not None:
             self.compositor.prepare(info.width, info.height)
         if info.audio_path:
             log.info("PNG sequences have no audio; the audio of %s is not copied", info.audio_path)
 
     def write(self, batch: MattedBatch) -> None:
-        if not self._opened or self._closed or self._tmp is None:
-            raise OutputError(f"{self.output} is not open")
+        self._check_open()
         n = len(batch)
         rgb, alpha = batch.batch.images.numpy(), batch.alpha.numpy()
-        jobs = [(rgb[i], alpha[i], self._name % (self.frames + i)) for i in range(n)]
+        jobs = [(rgb[i], alpha[i], self._file_name % (self.frames + i)) for i in range(n)]
         if self._pool is None:
-            for job in jobs:
-                self._write_one(*job)
+            results = [_run(self._write_one, *job) for job in jobs]
         else:
-            for future in [self._pool.submit(self._write_one, *job) for job in jobs]:
-                future.result()  # in order; re-raises the first error
-        for i, (_, _, name) in enumerate(jobs):
+            futures = [self._pool.submit(_run, self._write_one, *job) for job in jobs]
+            results = [f.result() for f in futures]
+        for i, ((_, _, name), error) in enumerate(zip(jobs, results, strict=True)):
+            if error is not None:  # frames before it are kept (and listed), in order
+                self._failed = True
+                raise error
             self._entries.append({"file": name, "pts": int(batch.batch.pts[i])})
-        self.frames += n
+            self.frames += 1
 
     def _encoder(self) -> av.codec.CodecContext:
         """This thread's PNG encoder (a codec context must not be shared between threads)."""
@@ -151,14 +208,14 @@ class PngSequenceSink:
             assert self.compositor is not None
             img = self.compositor.apply(x, a)
         assert self._tmp is not None
-        path = self._tmp / name
         try:
             packets = self._encoder().encode(av.VideoFrame.from_ndarray(img, format=self._pix_fmt))
-            with open(path, "wb") as fh:
+            with open(self._tmp / name, "wb") as fh:
                 for packet in packets:
                     fh.write(packet)
         except (av.FFmpegError, OSError) as exc:
-            raise OutputError(f"cannot write {path}: {exc}") from exc
+            reason = (exc.strerror or str(exc)).lower() if isinstance(exc, OSError) else str(exc)
+            raise OutputError(f"cannot write {self.output} (frame {name}): {reason}") from exc
 
     def _sidecar(self) -> dict[str, object]:
         tb = self._info.time_base
@@ -171,29 +228,58 @@ class PngSequenceSink:
         }
 
     def close(self, *, complete: bool = True) -> None:
-        if self._closed:
+        if not self._start_close():
             return
-        self._closed = True
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-        tmp = self._tmp
-        if tmp is None:
-            return
-        text = json.dumps(self._sidecar(), indent=0)
+        try:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)  # idle: write() waited for every frame
+            if self._tmp is not None:
+                self._finish(self._tmp, complete)
+        finally:
+            self._target.release()
+
+    def _finish(self, tmp: Path, complete: bool) -> None:
+        if self._failed:  # frames after the one that failed may have been written by other threads
+            listed = {str(e["file"]) for e in self._entries}
+            for png in tmp.glob("*.png"):
+                if png.name not in listed:
+                    png.unlink()
         try:
             if self.frames:
-                (tmp / SIDECAR).write_text(text)
-            if self._pattern and complete and self.frames:
-                for entry in self._entries:
-                    os.replace(tmp / str(entry["file"]), self._folder / str(entry["file"]))
-                os.replace(tmp / SIDECAR, self._folder / f"{self._base}.{SIDECAR}")
-                tmp.rmdir()
+                (tmp / SIDECAR).write_text(json.dumps(self._sidecar(), indent=0))
+        except OSError as exc:  # a full disk: the PNGs play without it (at 25 fps)
+            (tmp / SIDECAR).unlink(missing_ok=True)
+            drop_truncated_pngs(tmp)
+            self.final_path = _safe_path.finish(tmp, self._partial_base(), complete=False, frames=self.frames)
+            kept = f"kept {self.final_path} ({self.frames} frames, without {SIDECAR})"
+            if self._failed:  # write() raised that error already: say what is left
+                log.warning("%s: %s", self.output, kept)
+                return
+            raise OutputError(f"cannot finish {self.output}: {(exc.strerror or str(exc)).lower()}; {kept}") from exc
+        if complete and self.frames:
+            self._replace_earlier()
+            if self._pattern:
+                try:
+                    for entry in self._entries:
+                        os.replace(tmp / str(entry["file"]), self._folder / str(entry["file"]))
+                    os.replace(tmp / SIDECAR, self._folder / sidecar_of(self._base))
+                    tmp.rmdir()
+                except OSError as exc:
+                    raise OutputError(f"cannot finish {self.output}: {exc.strerror or exc}") from exc
                 self.final_path = self._folder
                 return
-        except OSError as exc:
-            raise OutputError(f"cannot finish {self.output}: {exc.strerror or exc}") from exc
-        final = self._folder / self._base if self._pattern else self._folder
-        self.final_path = _safe_path.finish(tmp, final, complete=complete, frames=self.frames)
+        self.final_path = _safe_path.finish(tmp, self._partial_base(), complete=complete, frames=self.frames)
+
+    def _partial_base(self) -> Path:
+        """What the finished name derives from: the folder, or ``folder/base`` for a pattern."""
+        return self._folder / self._base if self._pattern else self._folder
+
+    def _replace_earlier(self) -> None:
+        """With ``overwrite``: remove the earlier sequence (its PNGs and sidecar only)."""
+        for old in self._target.existing_files():
+            old.unlink(missing_ok=True)
+        if not self._pattern and self._folder.is_dir() and not any(self._folder.iterdir()):
+            self._folder.rmdir()  # so the new folder is renamed into place
 
     @property
     def description(self) -> str:
@@ -201,7 +287,10 @@ class PngSequenceSink:
         return f"{self.final_path or self.output} ({kind} PNG sequence, {self.frames} frames)"
 
 
-def _check_parent(folder: Path) -> None:
-    parent = folder.parent
-    if not parent.is_dir():
-        raise OutputError(f"cannot write {folder}: folder {parent} does not exist")
+def _run(fn: Callable[..., None], *args: object) -> OutputError | None:
+    """Call ``fn``; its ``OutputError`` is returned, so the frames before it still count."""
+    try:
+        fn(*args)
+    except OutputError as exc:
+        return exc
+    return None

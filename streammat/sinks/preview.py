@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import OutputError
 from ..frames import MattedBatch, StreamInfo
+from .base import SinkLifecycle
 from .compositing import Compositor, parse_background
 
 __all__ = ["PreviewSink", "preview_unavailable", "checkerboard"]
@@ -56,7 +57,7 @@ def checkerboard(width: int, height: int, cell: int = 16) -> np.ndarray:
     return out
 
 
-class PreviewSink:
+class PreviewSink(SinkLifecycle):
     """Shows the composite (over ``background``, default a checkerboard) in a window.
 
     ``on_quit`` is called when the user presses q/Esc or closes the window (the CLI stops
@@ -82,18 +83,21 @@ class PreviewSink:
         self._fps = 0.0
         self._last: float | None = None
         self._window = False
-        self._closed = False
+        self._name = f"preview {title!r}"
 
     def open(self, info: StreamInfo) -> None:
+        self._start_open()
         if self.show is None:
             reason = preview_unavailable()
             if reason:
+                self._state = "closed"
                 raise OutputError(f"preview: {reason}")
             import cv2
 
             try:
                 cv2.namedWindow(self.title, cv2.WINDOW_NORMAL)
             except cv2.error as exc:
+                self._state = "closed"
                 raise OutputError(f"preview: cannot open a window: {exc}".splitlines()[0]) from exc
             self._window = True
 
@@ -133,8 +137,7 @@ class PreviewSink:
         return bgr
 
     def write(self, batch: MattedBatch) -> None:
-        if self._closed:
-            return
+        self._check_open()
         bgr = self.render(batch)
         self.frames += len(batch)
         if self.show is not None:
@@ -151,9 +154,8 @@ class PreviewSink:
             self.on_quit()
 
     def close(self, *, complete: bool = True) -> None:
-        if self._closed:
+        if not self._start_close():
             return
-        self._closed = True
         if self._window:
             import cv2
 

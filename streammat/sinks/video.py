@@ -12,6 +12,8 @@ Odd sizes: ProRes (prores_ks), VP9 (libvpx) and FFV1 take odd sizes as they are;
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
 
@@ -23,8 +25,10 @@ import torch
 from ..errors import OutputError
 from ..frames import MattedBatch, StreamInfo
 from . import _safe_path
-from ._codecs import CodecSpec
+from ._codecs import CONTAINERS, CodecSpec, alpha_depth, check_codec, component_bits, muxer_options
+from ._target import OutputTarget
 from .audio import AudioPassthrough
+from .base import CLOSE_DEADLINE, SinkLifecycle, run_with_deadline
 from .compositing import Compositor
 
 __all__ = ["VideoSink"]
@@ -39,7 +43,7 @@ _SWS_THREADS = 1
 _RANGE = {"MPEG": 1, "JPEG": 2}
 
 
-class VideoSink:
+class VideoSink(SinkLifecycle):
     """Writes matted batches to one video file.
 
     ``mode`` is ``"alpha"`` (straight RGBA), ``"matte"`` (the alpha as grayscale) or
@@ -48,29 +52,42 @@ class VideoSink:
 
     def __init__(
         self,
-        path: str | Path,
+        path: str | os.PathLike[str],
         spec: CodecSpec,
         *,
+        container: str | None = None,
         mode: str = "alpha",
         compositor: Compositor | None = None,
         threads: int = 2,
         copy_audio: bool = True,
+        overwrite: bool = False,
+        inputs: Iterable[str] = (),
     ) -> None:
         if mode == "composite" and compositor is None:
             raise ValueError("composite mode needs a compositor")
-        self.path = Path(path)
-        self.spec = spec
+        shown = os.fspath(path)
+        self.path = Path(shown)
+        self._name = shown
+        container = container or next((c for e, c in CONTAINERS.items() if shown.lower().endswith(e)), None)
+        if container is None:
+            raise OutputError(
+                f"cannot tell which container to write {shown} as: name it {', '.join(CONTAINERS)} or give a format"
+            )
+        self.container = container
+        self.spec = check_codec(spec, container, alpha=mode == "alpha", shown=shown)
         self.mode = mode
         self.compositor = compositor
         self.threads = threads
         self.copy_audio = copy_audio
         self.frames = 0
         self.final_path: Path | None = None
+        self._target = OutputTarget(self.path, shown, overwrite=overwrite, inputs=inputs)
+        self._target.check()
         self._container: av.container.OutputContainer | None = None
         self._stream: av.VideoStream | None = None
         self._audio: AudioPassthrough | None = None
         self._tmp: Path | None = None
-        self._closed = False
+        self._failed: BaseException | None = None
         self._size = (0, 0)
         self._num = 1
         self._tb = Fraction(1)
@@ -81,8 +98,12 @@ class VideoSink:
 
     # -- lifecycle ----------------------------------------------------------------
     def open(self, info: StreamInfo) -> None:
-        _safe_path.check_file_target(self.path)
-        self._tmp = tmp = _safe_path.temp_sibling(self.path)
+        self._start_open()
+        try:
+            self._tmp = tmp = self._target.acquire()
+        except BaseException:
+            self._state = "closed"
+            raise
         w, h = info.width, info.height
         self._size = (w, h)
         self._num, den = info.time_base.numerator, info.time_base.denominator
@@ -94,15 +115,12 @@ class VideoSink:
         self._pix_fmt = pix_fmt
         self._alpha_bits = alpha_depth(pix_fmt) if self.mode == "alpha" else 0
         try:
-            # MOV/MP4: keep the input's time scale instead of the muxer's multiple of it
-            mov = tmp.suffix.lower() in (".mov", ".mp4")
-            options = {"video_track_timescale": str(den)} if mov else {}
-            self._container = container = av.open(str(tmp), "w", options=options)
+            options = muxer_options(self.container, den)
+            self._container = container = av.open(str(tmp), "w", format=self.container, options=options)
         except (av.FFmpegError, OSError) as exc:
-            raise OutputError(f"cannot write {self.path}: {exc}") from exc
+            self._abort()
+            raise OutputError(f"cannot write {self._name}: {_reason(exc)}") from exc
         try:
-            if av.codec.Codec(spec.codec, "w").canonical_name not in container.supported_codecs:
-                raise OutputError(f"cannot write {self.path}: {spec.codec} cannot go into {tmp.suffix} files")
             stream = container.add_stream(spec.codec)
             cc = stream.codec_context
             stream.width, stream.height = w, h
@@ -117,7 +135,7 @@ class VideoSink:
             options = dict(spec.options)
             if spec.codec == "prores" and w % 2:
                 raise OutputError(
-                    f"cannot write {self.path}: the prores (prores_aw) encoder needs an even width, "
+                    f"cannot write {self._name}: the prores (prores_aw) encoder needs an even width, "
                     f"got {w}; use the default prores_ks"
                 )
             cc.thread_count = self.threads
@@ -132,19 +150,20 @@ class VideoSink:
                 container.start_encoding()  # header now: muxer and file errors surface in open()
             except av.FFmpegError as exc:
                 if exc.errno is not None and exc.errno > 0 and exc.strerror:  # the file itself (EACCES, ENOENT, ...)
-                    raise OutputError(f"cannot write {self.path}: {exc.strerror.lower()}") from exc
+                    raise OutputError(f"cannot write {self._name}: {_reason(exc)}") from exc
                 raise
         except (av.FFmpegError, ValueError) as exc:
             self._abort()
-            raise OutputError(f"cannot write {self.path}: {spec.codec} encoder: {exc}") from exc
+            raise OutputError(f"cannot write {self._name}: {spec.codec} encoder: {exc}") from exc
         except BaseException:
             self._abort()
             raise
         if self.compositor is not None:
             self.compositor.prepare(w, h)
-        log.debug("writing %s to %s (%s %s)", self.path, tmp, spec.codec, pix_fmt)
+        log.debug("writing %s to %s (%s %s)", self._name, tmp, spec.codec, pix_fmt)
 
     def _abort(self) -> None:
+        """Undo a failed open: nothing is left behind, the sink is closed."""
         if self._container is not None:
             try:
                 self._container.close()
@@ -153,11 +172,11 @@ class VideoSink:
         self._container = None
         if self._tmp is not None:
             _safe_path.discard(self._tmp)
-        self._closed = True
+        self._target.release()
+        self._state = "closed"
 
     def write(self, batch: MattedBatch) -> None:
-        if self._stream is None or self._closed:
-            raise OutputError(f"{self.path} is not open")
+        self._check_open()
         n = len(batch)
         images, alpha = batch.batch.images, batch.alpha
         w, h = self._size
@@ -181,8 +200,9 @@ class VideoSink:
         try:
             for i in range(n):
                 self._encode(data[i], fmt, batch.batch.pts[i], None if planes is None else planes[i])
-        except av.FFmpegError as exc:
-            raise OutputError(f"cannot write {self.path}: {self.spec.codec} encoder: {exc}") from exc
+        except (av.FFmpegError, OSError) as exc:
+            self._failed = exc
+            raise OutputError(f"cannot write {self._name}: {_reason(exc)}") from exc
 
     def _fit(self, images: torch.Tensor, alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Resize frames of another size (camera reopened) to the opened size."""
@@ -239,45 +259,69 @@ class VideoSink:
         self.frames += 1
 
     def close(self, *, complete: bool = True) -> None:
-        if self._closed:
+        if not self._start_close():
             return
-        self._closed = True
+        try:
+            if self._container is None or self._tmp is None:
+                return  # never opened, or the open failed and cleaned up
+            written = self.frames
+            try:
+                run_with_deadline(lambda: self._finalize(complete), CLOSE_DEADLINE, f"finishing {self._name}")
+                error = None
+            except (av.FFmpegError, OSError, OutputError) as exc:
+                error = exc
+            if error is None:
+                self.final_path = _safe_path.finish(self._tmp, self.path, complete=complete, frames=written)
+                return
+            self.final_path, playable = _safe_path.salvage(self._tmp, self.path, written=written)
+            kept = (
+                f"kept {self.final_path} ({playable} of {written} frames playable)"
+                if self.final_path
+                else f"nothing playable was kept ({written} frames lost)"
+            )
+            if self._failed is not None:  # write() raised that error already: say what is left
+                log.warning("%s: %s", self._name, kept)
+                return
+            raise OutputError(f"cannot finish {self._name}: {_reason(error)}; {kept}") from error
+        finally:
+            self._container = None
+            self._target.release()
+
+    def _finalize(self, complete: bool) -> None:
+        """Flush the encoder and the audio, write the trailer; the first error is raised
+        after the container was closed (it always is)."""
         container, stream = self._container, self._stream
-        if container is None or stream is None or self._tmp is None:
-            return
+        assert container is not None and stream is not None
         error: BaseException | None = None
         try:
-            container.mux(stream.encode(None))
-            if self._audio is not None:
-                self._audio.finish(None if complete else self._end)
-        except (av.FFmpegError, OutputError) as exc:
+            if self._failed is None:  # after a write error the encoder state is unknown
+                container.mux(stream.encode(None))
+                if self._audio is not None:
+                    self._audio.finish(None if complete else self._end)
+        except (av.FFmpegError, OSError, OutputError) as exc:
             error = exc
         finally:
+            if self._audio is not None:
+                self._audio.release()
             try:
                 container.close()
             except (av.FFmpegError, OSError) as exc:
                 error = error or exc
-            self._container = None
-        if error is not None and complete:
-            complete = False
-        self.final_path = _safe_path.finish(self._tmp, self.path, complete=complete, frames=self.frames)
         if error is not None:
-            raise OutputError(f"cannot finish {self.path}: {error}") from error
+            raise error
+        if self._failed is not None:
+            raise self._failed
 
     @property
     def description(self) -> str:
-        name = self.final_path or self.path
+        name = self.final_path or self._name
         return f"{name} ({self.spec.description}, {self.frames} frames)"
 
 
-def alpha_depth(pix_fmt: str) -> int:
-    """Bits of the alpha plane of a planar ``yuva*`` format, 0 for other formats."""
-    if not pix_fmt.startswith("yuva"):
-        return 0
-    for bits in (16, 12, 10, 9):
-        if pix_fmt.endswith(f"p{bits}le"):
-            return bits
-    return 8
+def _reason(exc: BaseException) -> str:
+    """The OS's words for a file error (``No space left on device``), else the message."""
+    strerror = getattr(exc, "strerror", None)
+    return strerror.lower() if isinstance(strerror, str) and strerror else str(exc)
 
 
 def _set_alpha_plane(frame: av.VideoFrame, alpha: np.ndarray, bits: int) -> None:
@@ -300,7 +344,7 @@ def _gray_yuv_frame(gray: np.ndarray, pix_fmt: str, *, full_range: bool) -> av.V
     and deterministic; swscale's gray→yuv422p10le gave corrupted blocks at odd widths)."""
     h, w = gray.shape
     frame = av.VideoFrame(w, h, pix_fmt)
-    bits = next((b for b in (16, 12, 10, 9) if pix_fmt.endswith(f"p{b}le")), 8)
+    bits = component_bits(pix_fmt)
     dtype = np.uint8 if bits == 8 else np.uint16
     top = (1 << bits) - 1
     if full_range:

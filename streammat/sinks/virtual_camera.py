@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import OutputError
 from ..frames import MattedBatch, StreamInfo
+from .base import SinkLifecycle
 from .compositing import Compositor, parse_background
 
 __all__ = ["VirtualCameraSink", "INSTALL_HINT"]
@@ -28,7 +29,7 @@ INSTALL_HINT = (
 )
 
 
-class VirtualCameraSink:
+class VirtualCameraSink(SinkLifecycle):
     """Sends composited RGB frames to a virtual camera ``device`` (None = the first)."""
 
     def __init__(
@@ -48,9 +49,17 @@ class VirtualCameraSink:
         self._cam: Any = None
         self._size: tuple[int, int] | None = None
         self._prepared: tuple[int, int] | None = None
-        self._closed = False
+        self._name = f"virtual camera {device or ''}".rstrip()
 
     def open(self, info: StreamInfo) -> None:
+        self._start_open()
+        try:
+            self._open(info)
+        except BaseException:
+            self._state = "closed"
+            raise
+
+    def _open(self, info: StreamInfo) -> None:
         try:
             import pyvirtualcam
         except ImportError as exc:
@@ -69,8 +78,7 @@ class VirtualCameraSink:
         log.info("virtual camera %s: %dx%d at %g fps", getattr(self._cam, "device", "?"), *self._size, fps)
 
     def write(self, batch: MattedBatch) -> None:
-        if self._cam is None or self._closed:
-            return
+        self._check_open()
         import cv2
 
         for i in range(len(batch)):
@@ -88,9 +96,8 @@ class VirtualCameraSink:
             self.frames += 1
 
     def close(self, *, complete: bool = True) -> None:
-        if self._closed:
+        if not self._start_close():
             return
-        self._closed = True
         if self._cam is not None:
             try:
                 self._cam.close()
