@@ -117,7 +117,8 @@ def build_sinks(
             background=background,
             codec=codec,
             threads=plan.encode_threads,
-            **_sink_safety(settings),
+            overwrite=settings.overwrite,
+            inputs=_inputs(settings),
         )
         if live:  # a recorder that falls behind drops its own frames, never the stream's
             from .sinks.decoupled import DecoupledSink
@@ -140,19 +141,14 @@ def build_sinks(
     return sinks
 
 
-def _sink_safety(settings: PipelineSettings) -> dict[str, Any]:
-    """Overwrite and output-is-input checks, for sinks that support them."""
-    import inspect
+def _inputs(settings: PipelineSettings) -> tuple[str, ...]:
+    """The local files an output must never overwrite (not URLs, streams or stdin)."""
+    from .sources import zmq_url
 
-    from .sinks import create_sink
-
-    params = inspect.signature(create_sink).parameters
-    extra: dict[str, Any] = {}
-    if "overwrite" in params:
-        extra["overwrite"] = settings.overwrite
-    if "inputs" in params and settings.source and "://" not in settings.source:
-        extra["inputs"] = (settings.source,)
-    return extra
+    spec = settings.source
+    if not spec or spec == "-" or "://" in spec or zmq_url(spec) is not None or spec.isdigit():
+        return ()
+    return (spec,)
 
 
 def _publishers(settings: PipelineSettings) -> list[Any]:

@@ -26,7 +26,7 @@ from .batching import Batcher
 from .errors import ConfigError, Interrupted, OutputError, StreammatError
 from .frames import Batch, Frame, MattedBatch, StreamInfo
 from .matting.base import Matter, StagedMatter
-from .sinks.base import Sink
+from .sinks.base import CLOSE_DEADLINE, Sink, run_with_deadline
 from .sources.base import Source
 
 __all__ = ["Pipeline", "RunResult", "Progress"]
@@ -36,7 +36,6 @@ log = logging.getLogger(__name__)
 _EOS = object()  # end-of-stream sentinel
 _POLL = 0.05  # seconds between stop-event checks in blocking calls
 _JOIN_TIMEOUT = 10.0
-_CLOSE_TIMEOUT = 30.0  # a sink's close (encoder flush, rename) must finish by then
 #: frames in flight (queues, batches, stage hands) must fit this many bytes; larger frames
 #: get smaller batches (an 8K frame is 100 MB)
 MEMORY_BUDGET = 2 << 30
@@ -276,28 +275,15 @@ class Pipeline:
 
     @staticmethod
     def _close_sink(sink: Sink, *, complete: bool) -> StreammatError | None:
-        """Close ``sink`` within ``_CLOSE_TIMEOUT``; every error becomes an ``OutputError``."""
-        errors: list[BaseException] = []
-
-        def close() -> None:
-            try:
-                sink.close(complete=complete)
-            except BaseException as exc:  # noqa: BLE001 - reported below
-                errors.append(exc)
-
-        t = threading.Thread(target=close, name="sm-close", daemon=True)
-        t.start()
-        t.join(_CLOSE_TIMEOUT)
+        """Close ``sink`` within the sinks' close deadline; every error becomes an ``OutputError``."""
         name = getattr(sink, "description", type(sink).__name__)
-        if t.is_alive():
-            log.error("%s: closing took longer than %.0f s; left unfinished", name, _CLOSE_TIMEOUT)
-            return OutputError(f"{name}: could not be finalized within {_CLOSE_TIMEOUT:.0f} s")
-        if not errors:
-            return None
-        exc = errors[0]
-        err = exc if isinstance(exc, StreammatError) else OutputError(f"{name}: cannot finish: {exc}")
-        log.error("%s", err)
-        return err
+        try:
+            run_with_deadline(lambda: sink.close(complete=complete), CLOSE_DEADLINE, name)
+        except Exception as exc:  # noqa: BLE001 - reported to the caller as one line
+            err = exc if isinstance(exc, StreammatError) else OutputError(f"{name}: cannot finish: {exc}")
+            log.error("%s", err)
+            return err
+        return None
 
     # -- stages -------------------------------------------------------------------
     def _guard(self, name: str, fn: Callable[..., None], *args: object) -> None:

@@ -40,6 +40,9 @@ CLI_CASES: dict[str, tuple[str | None, list[str], int, str]] = {
     "unknown colour": (None, ["-o", "{out}/x.mp4", "--background", "no-such-colour"], 2, "no-such-colour"),
     "alpha into mp4": (None, ["-o", "{out}/x.mp4"], 1, ".mp4 (H.264) cannot hold alpha"),
     "unknown format": (None, ["-o", "{out}/x.mkv", "--format", "gif"], 2, "'gif'"),
+    "output folder missing": (None, ["-o", "{out}/no/such/x.mkv"], 1, "does not exist"),
+    "encoder without alpha": (None, ["-o", "{out}/x.mov", "--codec", "libx264"], 1, "libx264 cannot keep alpha"),
+    "output is the input": (None, ["-o", "{src}", "--background", "green", "-y"], 1, "is the input"),
 }
 
 
@@ -60,7 +63,7 @@ def test_process_mistakes(name: str, clip, tmp_path: Path, capsys, no_model) -> 
     src = clip("in.mp4", frames=3, width=32, height=24)
     out = tmp_path / "out"
     out.mkdir()
-    argv = ["process", str(src), *[a.format(out=out) for a in args]]
+    argv = ["process", str(src), *[a.format(out=out, src=src) for a in args]]
     if config is not None:
         cfg = tmp_path / "process.yaml"
         cfg.write_text(config)

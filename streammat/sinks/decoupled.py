@@ -12,8 +12,8 @@ import queue
 import threading
 from typing import Any
 
-from ..errors import OutputError
 from ..frames import MattedBatch, StreamInfo
+from .base import CLOSE_DEADLINE, SinkLifecycle
 
 __all__ = ["DecoupledSink"]
 
@@ -22,11 +22,12 @@ log = logging.getLogger(__name__)
 _END = object()
 
 
-class DecoupledSink:
+class DecoupledSink(SinkLifecycle):
     """Wraps ``inner``: ``write`` queues (at most ``max_batches``) and never blocks."""
 
     def __init__(self, inner: Any, *, max_batches: int = 8) -> None:
         self.inner = inner
+        self._name = inner.description
         self._queue: queue.Queue = queue.Queue(max_batches)
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
@@ -34,8 +35,7 @@ class DecoupledSink:
         self._warned = False
 
     def open(self, info: StreamInfo) -> None:
-        if self._thread is not None:
-            raise OutputError(f"{self.inner.description}: the sink is already open")
+        self._start_open()
         self.inner.open(info)
         self._thread = threading.Thread(target=self._run, name="sm-recorder", daemon=True)
         self._thread.start()
@@ -50,8 +50,7 @@ class DecoupledSink:
                 self._error = exc
 
     def write(self, batch: MattedBatch) -> None:
-        if self._thread is None:
-            raise OutputError(f"{self.inner.description}: the sink is not open")
+        self._check_open()
         if self._error is not None:
             raise self._error
         try:
@@ -63,10 +62,12 @@ class DecoupledSink:
                 log.warning("%s: the recorder cannot keep up; dropping frames for it only", self.inner.description)
 
     def close(self, *, complete: bool = True) -> None:
+        if not self._start_close():
+            return
         thread, self._thread = self._thread, None
         if thread is not None:
             self._queue.put(_END)  # the writer takes every queued batch, then ends
-            thread.join()
+            thread.join(CLOSE_DEADLINE)
         if self.dropped:
             log.warning(
                 "%s: %d frames dropped because the recorder could not keep up", self.inner.description, self.dropped
