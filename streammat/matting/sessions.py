@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ModelError
-from .providers import check_granted, providers_for
+from .providers import check_granted, import_onnxruntime, providers_for
 
 log = logging.getLogger(__name__)
 
@@ -24,10 +24,7 @@ DEFAULT_MODEL = "selfie"
 
 
 def _import_rembg() -> Any:
-    try:
-        import onnxruntime  # noqa: F401  (rembg exits the process without it)
-    except ImportError as exc:
-        raise ModelError("onnxruntime is not installed: pip install 'streammat[cpu]' (or 'streammat[gpu]')") from exc
+    import_onnxruntime()  # rembg exits the process without it
     import rembg
     import rembg.sessions
 
@@ -46,8 +43,7 @@ def known_model_names() -> list[str]:
 
 
 def session_options(threads: int | None = None) -> Any:
-    import onnxruntime as ort
-
+    ort = import_onnxruntime()
     opts = ort.SessionOptions()
     if threads:
         opts.intra_op_num_threads = threads
