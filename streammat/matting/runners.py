@@ -37,6 +37,7 @@ __all__ = [
     "OrtCudaRunner",
     "TorchRunner",
     "build_runner",
+    "pick_dtype",
     "probe_frame",
 ]
 
@@ -201,20 +202,18 @@ def probe_frame(height: int, width: int) -> torch.Tensor:
     return torch.from_numpy(np.clip(img, 0, 255).astype(np.uint8)[None])
 
 
-def _pick_dtype(
+def pick_dtype(
     module: torch.nn.Module,
     device: torch.device,
-    probe: torch.Tensor | None,
-    judge: Callable[[torch.Tensor], torch.Tensor] | None,
+    probe: torch.Tensor,
+    judge: Callable[[torch.Tensor], torch.Tensor],
+    candidates: tuple[torch.dtype, ...] = _HALF_DTYPES,
 ) -> tuple[torch.dtype, str]:
-    """float16/bfloat16 on CUDA when the probe's masks stay within the bounds, else float32."""
-    if device.type != "cuda":
-        return torch.float32, "float32 on the CPU"
-    if probe is None or judge is None:
-        return torch.float32, "float32 (no probe to check half precision against)"
+    """The first of ``candidates`` whose masks of ``probe`` stay within ``MAX_MEAN_LEVELS``
+    and ``MAX_LEVELS`` of float32's, else float32; and a note saying how it went."""
     probe = probe.to(device)
     reference = judge(TorchRunner(module, device=device, dtype=torch.float32)(probe)).to(torch.int16)
-    for dtype in _HALF_DTYPES:  # on copies: casting the module itself down would lose its weights
+    for dtype in candidates:  # on copies: casting the module itself down would lose its weights
         masks = judge(TorchRunner(copy.deepcopy(module), device=device, dtype=dtype)(probe)).to(torch.int16)
         diff = (masks - reference).abs()
         mean, worst = diff.float().mean().item(), int(diff.max().item())
@@ -240,7 +239,12 @@ def _torch_runner(
         raise ModelError(f"the ONNX importer needs the onnx package ({exc})") from exc
     module = load_onnx_module(_graph_source(session.inner_session))
     device = torch.device(choice.device)
-    dtype, why = _pick_dtype(module, device, probe, judge)
+    if device.type != "cuda":  # half precision is slower than float32 on CPUs
+        dtype, why = torch.float32, "float32 on the CPU"
+    elif probe is None or judge is None:
+        dtype, why = torch.float32, "float32 (no probe to check half precision with)"
+    else:
+        dtype, why = pick_dtype(module, device, probe, judge)
     runner = TorchRunner(module, device=device, dtype=dtype, cuda_graphs=cuda_graphs)
     return runner, replace(choice, reason=f"{choice.reason}; {why}")
 
