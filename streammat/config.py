@@ -24,6 +24,8 @@ class ProcessConfig:
 
     model: str = "selfie"
     device: str = "auto"
+    #: which runner runs the model: auto, ort (onnxruntime) or torch (the graph as a torch module)
+    backend: str = "auto"
     batch_size: int = 8
     queue_depth: int = 2
     #: False selects rembg's exact per-frame path instead of the batched fast path
@@ -72,6 +74,7 @@ class LiveConfig:
     reconnect: bool = True
     model: str = "selfie"
     device: str = "auto"
+    backend: str = "auto"
     threads: int | None = None
     batch_size: int = 1
     #: seconds after which a partial batch is sent (batch_size > 1)

@@ -215,3 +215,21 @@ def test_half_precision_is_kept_only_where_the_masks_hold() -> None:
             init.CopyFrom(numpy_helper.from_array(np.array(2000.0, np.float32), "gain"))
     dtype, why = pick_dtype(OnnxModule(steep), torch.device("cpu"), probe, judge, (torch.bfloat16,))
     assert dtype == torch.float32 and "too far" in why
+
+
+def test_process_with_the_torch_backend_says_so_and_mattes(tiny_home, clip, tmp_path, caplog) -> None:
+    from streammat.cli import main
+    from streammat.sources.rgba_reader import read_rgba
+
+    src = clip("in.mp4", width=96, height=64, frames=6)
+    out = tmp_path / "out.mkv"
+    argv = ["process", str(src), "-o", str(out), "--model", "u2netp", "--no-progress"]
+    caplog.set_level(logging.INFO, logger="streammat.matting.runners")
+    assert main([*argv, "--device", "cpu", "--backend", "torch"]) == 0
+    assert "u2netp: device=cpu backend=torch runs torch on cpu" in caplog.text
+    torch_alpha = np.stack([f.image[..., 3] for f in read_rgba(out)])
+    out.unlink()
+    assert main([*argv, "--device", "cpu", "--backend", "ort"]) == 0
+    ort_alpha = np.stack([f.image[..., 3] for f in read_rgba(out)])
+    assert torch_alpha.shape == (6, 64, 96)
+    assert_within_bounds(torch.from_numpy(torch_alpha), torch.from_numpy(ort_alpha))

@@ -22,6 +22,7 @@ from typing import Any
 
 from ..config import LiveConfig, load_config, override
 from ..errors import ConfigError, OutputError
+from ..matting.providers import BACKENDS
 from ..pipeline import Pipeline, Progress
 from ._publish import add_publish_arguments, publish_sinks
 
@@ -84,6 +85,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     mat = p.add_argument_group("matting")
     mat.add_argument("--model", help="model name or .onnx path (default: selfie)")
     mat.add_argument("--device", choices=("auto", "cpu", "cuda", "tensorrt"), help="default auto")
+    mat.add_argument("--backend", choices=BACKENDS, help="model runner: auto (default), ort (onnxruntime), torch")
     mat.add_argument("--threads", type=int, help="model threads (default: planned from the CPU cores)")
     mat.add_argument("--exact", action="store_true", help="rembg's exact per-frame path (slow)")
     mat.add_argument("--batch-size", type=int, help="frames per model call (default 1: lowest latency)")
@@ -151,7 +153,7 @@ def build_matter(args: argparse.Namespace) -> Any:
     plan = plan_threads()
     plan.apply()
     session = create_session(args.model, device=args.device, threads=args.threads or plan.onnx_intra_op)
-    inner = create_matter(session, fast=not args.exact, device=args.device)
+    inner = create_matter(session, fast=not args.exact, device=args.device, backend=args.backend)
     return TemporalMatter(
         inner, smoothing=args.smoothing, threshold=args.threshold, feather=args.feather, every=args.every
     )

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..config import ProcessConfig, load_config, override
 from ..errors import ConfigError
+from ..matting.providers import BACKENDS
 from ..matting.threads import ThreadPlan, plan_threads
 from ..pipeline import Pipeline
 from ..sources import open_source
@@ -31,6 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="model name (default: selfie) or path to an .onnx file")
     p.add_argument("--batch-size", type=int, help="frames per model call (default: 8)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "tensorrt"), help="where the model runs")
+    p.add_argument("--backend", choices=BACKENDS, help="model runner: auto (default), ort (onnxruntime), torch")
     p.add_argument("--format", help="output format, overriding the name: prores, vp9, ffv1, png")
     p.add_argument("--codec", help="encoder override, e.g. prores (faster ProRes 4444 encoder)")
     p.add_argument("--background", help="composite onto COLOR (name, #rrggbb), an IMAGE file, or 'blur' (.mp4)")
@@ -83,7 +85,7 @@ def build_matter(cfg: ProcessConfig, plan: ThreadPlan) -> Any:
     from ..matting.sessions import create_session
 
     session = create_session(cfg.model, device=cfg.device, threads=cfg.threads or plan.onnx_intra_op)
-    matter = create_matter(session, fast=cfg.fast, device=cfg.device)
+    matter = create_matter(session, fast=cfg.fast, device=cfg.device, backend=cfg.backend)
     if cfg.smoothing or cfg.threshold is not None or cfg.feather:
         from ..matting.temporal import TemporalMatter
 
