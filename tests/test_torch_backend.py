@@ -217,16 +217,15 @@ def test_half_precision_is_kept_only_where_the_masks_hold() -> None:
     assert dtype == torch.float32 and "too far" in why
 
 
-def test_process_with_the_torch_backend_says_so_and_mattes(tiny_home, clip, tmp_path, caplog) -> None:
+def test_process_with_the_torch_backend_says_so_and_mattes(tiny_home, clip, tmp_path, capsys) -> None:
     from streammat.cli import main
     from streammat.sources.rgba_reader import read_rgba
 
     src = clip("in.mp4", width=96, height=64, frames=6)
     out = tmp_path / "out.mkv"
     argv = ["process", str(src), "-o", str(out), "--model", "u2netp", "--no-progress"]
-    caplog.set_level(logging.INFO, logger="streammat.matting.runners")
-    assert main([*argv, "--device", "cpu", "--backend", "torch"]) == 0
-    assert "u2netp: device=cpu backend=torch runs torch on cpu" in caplog.text
+    assert main([*argv, "--device", "cpu", "--backend", "torch", "-v"]) == 0
+    assert "u2netp: device=cpu backend=torch runs torch on cpu" in capsys.readouterr().err
     torch_alpha = np.stack([f.image[..., 3] for f in read_rgba(out)])
     out.unlink()
     assert main([*argv, "--device", "cpu", "--backend", "ort"]) == 0
