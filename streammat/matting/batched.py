@@ -142,7 +142,8 @@ class BatchedMatter:
         if fam is None:
             raise ModelError(f"model {session_name(session)!r} has no batched implementation")
         self.family = fam
-        probe = preprocess(probe_frame(*fam.size), fam)
+        # a model input for the torch backend's one-off half-precision check (CUDA only)
+        probe = preprocess(probe_frame(*fam.size), fam) if torch.cuda.is_available() else None
         self._runner, self.choice = build_runner(
             session,
             device=device,

@@ -1,10 +1,12 @@
-"""The ONNX operators behind ``onnx_torch`` (one small function per operator, torch semantics).
+"""The ONNX tensor operators behind ``onnx_torch``: elementwise math, shapes, indexing
+(one small function per operator, torch semantics; the layers are in ``_torch_layers``).
 
 Each function takes ``(ctx, args, attrs)``: ``ctx`` (an ``OpContext``) says which float dtype
 and device the node computes in and the model's opset; ``args`` are the node's inputs as
 tensors (``None`` for an omitted optional input), ``attrs`` its attributes as Python values.
 Inputs listed in ``HOST_INPUTS`` are read on the host (shapes, sizes, axes): they arrive as
-CPU tensors, so reading them never waits on the device. ``OPS`` maps ONNX op types to them.
+CPU tensors, so reading them never waits on the device. ``TENSOR_OPS`` maps ONNX op types
+to them.
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ def ints(t: Any) -> list[int]:
     return [int(v) for v in (t.reshape(-1).tolist() if isinstance(t, torch.Tensor) else t)]
 
 
-def _text(v: Any, default: str) -> str:
+def text(v: Any, default: str) -> str:
     return default if v is None else v.decode() if isinstance(v, bytes) else str(v)
 
 
@@ -127,155 +129,6 @@ def _cast(ctx: OpContext, a: Args, at: dict) -> Any:
     if dtype.is_floating_point:  # computed floats stay in the run's precision
         dtype = ctx.float_dtype if a[0].device == ctx.device else torch.float32
     return a[0].to(dtype)
-
-
-# -- convolution and pooling ---------------------------------------------------------------
-def _pads(at: dict, x: Any, kernel: list[int], strides: list[int], dilations: list[int]) -> list[int]:
-    """ONNX pads ``[begin..., end...]`` for the spatial axes, auto_pad resolved."""
-    auto = _text(at.get("auto_pad"), "NOTSET")
-    n = len(kernel)
-    if auto in ("SAME_UPPER", "SAME_LOWER"):
-        begins, ends = [], []
-        for size, k, s, d in zip(x.shape[2:], kernel, strides, dilations, strict=True):
-            total = max((math.ceil(size / s) - 1) * s + (k - 1) * d + 1 - size, 0)
-            small, large = total // 2, total - total // 2
-            begins.append(small if auto == "SAME_UPPER" else large)
-            ends.append(large if auto == "SAME_UPPER" else small)
-        return begins + ends
-    if auto == "VALID":
-        return [0] * (2 * n)
-    return list(at.get("pads", [0] * (2 * n)))
-
-
-def _torch_padding(x: Any, pads: list[int], value: float) -> tuple[Any, list[int]]:
-    """Symmetric pads go to torch's ``padding``; asymmetric ones are applied here."""
-    n = len(pads) // 2
-    begins, ends = pads[:n], pads[n:]
-    if begins == ends:
-        return x, begins
-    flat: list[int] = []
-    for b, e in zip(reversed(begins), reversed(ends), strict=True):
-        flat += [b, e]
-    return F.pad(x, flat, value=value), [0] * n
-
-
-def _spatial(at: dict, w_shape: Any) -> tuple[list[int], list[int], list[int]]:
-    kernel = list(at.get("kernel_shape", list(w_shape)))
-    n = len(kernel)
-    return kernel, list(at.get("strides", [1] * n)), list(at.get("dilations", [1] * n))
-
-
-def _conv(ctx: OpContext, a: Args, at: dict) -> Any:
-    x, w = a[0], a[1]
-    b = a[2] if len(a) > 2 else None
-    if x.dim() != 4:
-        raise ModelError(f"Conv on a {x.dim()}-d input is not supported")
-    kernel, strides, dilations = _spatial(at, w.shape[2:])
-    x, padding = _torch_padding(x, _pads(at, x, kernel, strides, dilations), 0.0)
-    return F.conv2d(x, w, b, strides, padding, dilations, at.get("group", 1))
-
-
-def _conv_transpose(ctx: OpContext, a: Args, at: dict) -> Any:
-    x, w = a[0], a[1]
-    b = a[2] if len(a) > 2 else None
-    kernel, strides, dilations = _spatial(at, w.shape[2:])
-    if "output_shape" in at or _text(at.get("auto_pad"), "NOTSET") != "NOTSET":
-        raise ModelError("ConvTranspose with output_shape or auto_pad is not supported")
-    pads = list(at.get("pads", [0, 0, 0, 0]))
-    out_pad = list(at.get("output_padding", [0, 0]))
-    y = F.conv_transpose2d(x, w, b, strides, 0, out_pad, at.get("group", 1), dilations)
-    (t, left), (bottom, right) = pads[:2], pads[2:]
-    return y[:, :, t : y.shape[2] - bottom, left : y.shape[3] - right]
-
-
-def _max_pool(ctx: OpContext, a: Args, at: dict) -> Any:
-    x = a[0]
-    kernel, strides, dilations = _spatial(at, [])
-    x, padding = _torch_padding(x, _pads(at, x, kernel, strides, dilations), -math.inf)
-    return F.max_pool2d(x, kernel, strides, padding, dilations, ceil_mode=bool(at.get("ceil_mode", 0)))
-
-
-def _avg_pool(ctx: OpContext, a: Args, at: dict) -> Any:
-    x = a[0]
-    kernel, strides, _ = _spatial(at, [])
-    pads = _pads(at, x, kernel, strides, [1, 1])
-    include = bool(at.get("count_include_pad", 0))
-    ceil = bool(at.get("ceil_mode", 0))
-    if pads[:2] == pads[2:]:
-        return F.avg_pool2d(x, kernel, strides, pads[:2], ceil_mode=ceil, count_include_pad=include)
-    padded, _ = _torch_padding(x, pads, 0.0)
-    total = F.avg_pool2d(padded, kernel, strides, ceil_mode=ceil) * (kernel[0] * kernel[1])
-    if include:
-        return total / (kernel[0] * kernel[1])
-    ones, _ = _torch_padding(torch.ones_like(x[:1, :1]), pads, 0.0)
-    return total / (F.avg_pool2d(ones, kernel, strides, ceil_mode=ceil) * (kernel[0] * kernel[1]))
-
-
-def _batch_norm(ctx: OpContext, a: Args, at: dict) -> Any:
-    x, scale, bias, mean, var = a[:5]
-    return F.batch_norm(x, mean, var, scale, bias, False, 0.0, at.get("epsilon", 1e-5))
-
-
-def _instance_norm(ctx: OpContext, a: Args, at: dict) -> Any:
-    return F.instance_norm(a[0], weight=a[1], bias=a[2], eps=at.get("epsilon", 1e-5))
-
-
-def _layer_norm(ctx: OpContext, a: Args, at: dict) -> Any:
-    x, scale = a[0], a[1]
-    bias = a[2] if len(a) > 2 else None
-    axis = at.get("axis", -1) % x.dim()
-    return F.layer_norm(x, x.shape[axis:], scale, bias, at.get("epsilon", 1e-5))
-
-
-# -- resizing ------------------------------------------------------------------------------
-def _resize(ctx: OpContext, a: Args, at: dict) -> Any:
-    x = a[0]
-    scales = a[2] if len(a) > 2 else None
-    sizes = a[3] if len(a) > 3 else None
-    if sizes is not None and sizes.numel():
-        out = ints(sizes)[2:]
-    else:
-        factors = [float(v) for v in scales.reshape(-1).tolist()]
-        if factors[:2] != [1.0, 1.0]:
-            raise ModelError(f"Resize of the batch or channel axes ({factors}) is not supported")
-        out = [int(math.floor(d * f)) for d, f in zip(x.shape[2:], factors[2:], strict=True)]
-    return _interpolate(x, out, at, default_transform="half_pixel")
-
-
-def _upsample(ctx: OpContext, a: Args, at: dict) -> Any:
-    x = a[0]
-    factors = [float(v) for v in (a[1].reshape(-1).tolist() if len(a) > 1 else at["scales"])]
-    out = [int(math.floor(d * f)) for d, f in zip(x.shape[2:], factors[2:], strict=True)]
-    return _interpolate(x, out, at, default_transform="asymmetric")
-
-
-def _interpolate(x: Any, out: list[int], at: dict, *, default_transform: str) -> Any:
-    mode = _text(at.get("mode"), "nearest")
-    transform = _text(at.get("coordinate_transformation_mode"), default_transform)
-    if list(x.shape[2:]) == out:
-        return x
-    if mode == "nearest":
-        nearest = _text(at.get("nearest_mode"), "round_prefer_floor")
-        exact_multiple = all(o % i == 0 for i, o in zip(x.shape[2:], out, strict=True))
-        if transform == "asymmetric" and (nearest == "floor" or exact_multiple):
-            return F.interpolate(x, size=out, mode="nearest")
-        if transform in ("half_pixel", "pytorch_half_pixel") and exact_multiple:
-            return F.interpolate(x, size=out, mode="nearest-exact")
-        raise ModelError(f"Resize nearest with {transform}/{nearest} is not supported")
-    torch_mode = {"linear": "bilinear", "cubic": "bicubic"}.get(mode)
-    if torch_mode is None or x.dim() != 4:
-        raise ModelError(f"Resize mode {mode!r} on a {x.dim()}-d input is not supported")
-    if transform not in ("half_pixel", "pytorch_half_pixel", "align_corners"):
-        raise ModelError(f"Resize {mode} with coordinate_transformation_mode {transform!r} is not supported")
-    if mode == "cubic" and at.get("cubic_coeff_a", -0.75) != -0.75:
-        raise ModelError("Resize cubic with cubic_coeff_a other than -0.75 is not supported")
-    return F.interpolate(
-        x,
-        size=out,
-        mode=torch_mode,
-        align_corners=transform == "align_corners",
-        antialias=bool(at.get("antialias", 0)),
-    )
 
 
 # -- shapes and indexing -------------------------------------------------------------------
@@ -368,7 +221,7 @@ def _pad(ctx: OpContext, a: Args, at: dict) -> Any:
     x = a[0]
     pads = ints(a[1]) if len(a) > 1 else list(at["pads"])
     value = a[2].item() if len(a) > 2 and a[2] is not None and a[2].numel() else at.get("value", 0.0)
-    mode = {"constant": "constant", "reflect": "reflect", "edge": "replicate"}[_text(at.get("mode"), "constant")]
+    mode = {"constant": "constant", "reflect": "reflect", "edge": "replicate"}[text(at.get("mode"), "constant")]
     n = len(pads) // 2
     flat: list[int] = []
     for b, e in zip(reversed(pads[:n]), reversed(pads[n:]), strict=True):
@@ -380,7 +233,7 @@ def _pad(ctx: OpContext, a: Args, at: dict) -> Any:
 
 def _depth_to_space(ctx: OpContext, a: Args, at: dict) -> Any:
     x, bs = a[0], at["blocksize"]
-    if _text(at.get("mode"), "DCR") == "CRD":
+    if text(at.get("mode"), "DCR") == "CRD":
         return F.pixel_shuffle(x, bs)
     n, c, h, w = x.shape
     y = x.reshape(n, bs, bs, c // (bs * bs), h, w).permute(0, 3, 4, 1, 5, 2)
@@ -413,7 +266,7 @@ def _range(ctx: OpContext, a: Args, at: dict) -> Any:
     return torch.arange(start, limit, delta, dtype=a[0].dtype)
 
 
-OPS: dict[str, Op] = {
+TENSOR_OPS: dict[str, Op] = {
     "Add": lambda c, a, at: a[0] + a[1],
     "Sub": lambda c, a, at: a[0] - a[1],
     "Mul": lambda c, a, at: a[0] * a[1],
@@ -445,28 +298,17 @@ OPS: dict[str, Op] = {
     "LeakyRelu": lambda c, a, at: F.leaky_relu(a[0], at.get("alpha", 0.01)),
     "Elu": lambda c, a, at: F.elu(a[0], at.get("alpha", 1.0)),
     "Softplus": _unary(F.softplus),
-    "Gelu": lambda c, a, at: F.gelu(a[0], approximate=_text(at.get("approximate"), "none")),
+    "Gelu": lambda c, a, at: F.gelu(a[0], approximate=text(at.get("approximate"), "none")),
     "PRelu": lambda c, a, at: torch.where(a[0] >= 0, a[0], a[0] * a[1]),
     "Clip": _clip,
     "Softmax": _softmax,
     "MatMul": lambda c, a, at: torch.matmul(a[0], a[1]),
     "Gemm": _gemm,
     "Cast": _cast,
-    "Conv": _conv,
-    "ConvTranspose": _conv_transpose,
-    "MaxPool": _max_pool,
-    "AveragePool": _avg_pool,
-    "GlobalAveragePool": lambda c, a, at: a[0].mean(dim=(2, 3), keepdim=True),
-    "GlobalMaxPool": lambda c, a, at: a[0].amax(dim=(2, 3), keepdim=True),
-    "BatchNormalization": _batch_norm,
-    "InstanceNormalization": _instance_norm,
-    "LayerNormalization": _layer_norm,
     "ReduceMean": _reduce(torch.mean),
     "ReduceSum": _reduce(torch.sum),
     "ReduceMax": _reduce(torch.amax),
     "ReduceMin": _reduce(torch.amin),
-    "Resize": _resize,
-    "Upsample": _upsample,
     "Concat": lambda c, a, at: torch.cat([t for t in a if t.numel() or t.dim() > 1], dim=at["axis"]),
     "Split": _split,
     "Slice": _slice,

@@ -4,7 +4,7 @@ Why our own importer: the maintained converter (onnx2torch) imports torchvision,
 torchvision wheels do not import beside every torch build (the CPU build pinned here, the
 CUDA builds of GPU machines), so depending on it would make the backend fail exactly
 where it is needed. The graphs streammat runs (the selfie graph its TfLite importer
-writes, rembg's u2net/isnet families) need a few dozen operators (``_torch_ops.OPS``).
+writes, rembg's u2net/isnet families) need a few dozen operators (``OPS``: ``_torch_ops`` and ``_torch_layers``).
 
 ``OnnxModule(model)`` keeps the graph as a list of steps and interprets it in ``forward``;
 the float initializers are buffers, so ``module.to(device, dtype)`` moves and casts the
@@ -26,11 +26,14 @@ import numpy as np
 import torch
 
 from ..errors import ModelError
-from ._torch_ops import HOST_INPUTS, OPS, OpContext
+from ._torch_layers import LAYER_OPS
+from ._torch_ops import HOST_INPUTS, TENSOR_OPS, OpContext
 
 __all__ = ["OnnxModule", "load_onnx_module", "supported_onnx_ops"]
 
 log = logging.getLogger(__name__)
+
+OPS = {**TENSOR_OPS, **LAYER_OPS}
 
 # where a step reads one input from
 _COMPUTED, _WEIGHT, _HOST, _NONE = 0, 1, 2, 3
