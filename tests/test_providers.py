@@ -85,17 +85,30 @@ def test_unknown_values_list_the_allowed_ones(tiny_home) -> None:
         create_matter(session, device="gpu")
 
 
-def test_cuda_without_any_cuda_falls_back_with_one_warning_per_step(tiny_home, caplog) -> None:
-    """This machine has neither onnxruntime-gpu nor a CUDA torch: the session warns once
-    (the providers), the matter once (the runner), and both say CPU."""
+def test_cuda_without_any_cuda_falls_back_with_one_warning(tiny_home, caplog) -> None:
+    """This machine has neither onnxruntime-gpu nor a CUDA torch: the session warns once;
+    the matter's line says where it runs, at INFO."""
     caplog.set_level(logging.INFO)
     session = create_session("u2netp", device="cuda")
     matter = create_matter(session, device="cuda")
     assert isinstance(matter._runner, OrtCpuRunner) and matter.backend == "cpu"
-    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert [r.name for r in warnings] == ["streammat.matting.providers", "streammat.matting.runners"]
-    assert "torch has no CUDA" in warnings[1].getMessage() and "ort-cpu on cpu" in warnings[1].getMessage()
+    (warning,) = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert warning.name == "streammat.matting.providers" and "torch has no CUDA either" in warning.getMessage()
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "streammat.matting.runners"]
+    assert "u2netp: device=cuda backend=auto runs ort-cpu on cpu" in line and "torch has no CUDA" in line
     assert create_matter(session, device="auto").choice.runner == "ort-cpu"
+
+
+def test_a_gpu_the_runner_does_not_use_is_a_warning(monkeypatch: pytest.MonkeyPatch, tiny_home, caplog) -> None:
+    """onnxruntime granted CUDA but torch cannot hold device tensors: every batch makes a
+    host round trip, which deserves the one warning."""
+    session = create_session("u2netp", device="cpu")
+    monkeypatch.setattr(session.inner_session, "get_providers", lambda: ["CUDAExecutionProvider"])
+    caplog.set_level(logging.INFO, logger="streammat.matting.runners")
+    matter = create_matter(session, device="cuda")
+    assert matter.choice.runner == "ort-cpu"
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "granted CUDAExecutionProvider but torch has no CUDA" in warning
 
 
 def test_the_torch_backend_on_the_cpu_is_logged_once(tiny_home, caplog) -> None:

@@ -194,6 +194,7 @@ def test_a_graph_the_importer_cannot_take_runs_on_onnxruntime(home: Path, caplog
     assert isinstance(matter._runner, OrtCpuRunner) and matter.choice.runner == "ort-cpu"
     (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert "the torch backend cannot run this graph" in warning and "Softsign" in warning
+    assert "runs ort-cpu on cpu (the torch backend cannot run this graph)" in caplog.text
     assert matter(frames(1)).alpha.shape == (1, 90, 160)
 
 

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from ..errors import ModelError
-from .providers import RunnerChoice, select_runner
+from .providers import GPU_PROVIDERS, RunnerChoice, select_runner
 
 __all__ = [
     "MAX_LEVELS",
@@ -267,17 +267,29 @@ def build_runner(
     onnxruntime runs it, with a warning that names the reason."""
     choice = select_runner(session, device, backend)
     runner: Any = None
+    warned = False
     if choice.runner == "torch":
         try:
             runner, choice = _torch_runner(session, choice, probe, judge, cuda_graphs)
         except ModelError as exc:
             fallback = select_runner(session, device, "ort")
             log.warning("%s: the torch backend cannot run this graph (%s); using %s", name, exc, fallback.runner)
-            choice = replace(fallback, reason=f"{fallback.reason}; the torch backend cannot run this graph")
+            choice, warned = replace(fallback, reason="the torch backend cannot run this graph"), True
     if runner is None and choice.runner == "ort-cuda":
         runner = OrtCudaRunner(session.inner_session, device_id=torch.device(choice.device).index or 0, layout=layout)
     elif runner is None:
         runner = OrtCpuRunner(session.inner_session)
-    level = logging.WARNING if device in ("cuda", "tensorrt") and not choice.on_cuda else logging.INFO
-    log.log(level, "%s: device=%s backend=%s runs %s", name, device, backend, choice.describe())
+    # a warning when a GPU is there but this runner does not use it; when there is none at
+    # all, create_session has already warned
+    granted = session.inner_session.get_providers()
+    gpu_present = torch.cuda.is_available() or any(p in GPU_PROVIDERS for p in granted)
+    missed = device in ("cuda", "tensorrt") and not choice.on_cuda and gpu_present and not warned
+    log.log(
+        logging.WARNING if missed else logging.INFO,
+        "%s: device=%s backend=%s runs %s",
+        name,
+        device,
+        backend,
+        choice.describe(),
+    )
     return runner, choice
