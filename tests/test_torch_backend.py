@@ -233,3 +233,35 @@ def test_process_with_the_torch_backend_says_so_and_mattes(tiny_home, clip, tmp_
     ort_alpha = np.stack([f.image[..., 3] for f in read_rgba(out)])
     assert torch_alpha.shape == (6, 64, 96)
     assert_within_bounds(torch.from_numpy(torch_alpha), torch.from_numpy(ort_alpha))
+
+
+def test_shape_arithmetic_is_exact_in_half_precision_runs() -> None:
+    """Sizes computed with float math (Shape -> Cast -> Mul -> Cast) stay float32 on the
+    host even when the run is bfloat16, where 257 * 2 would round to 512."""
+    consts = {
+        "s0": np.array([0], np.int64),
+        "s2": np.array([2], np.int64),
+        "s4": np.array([4], np.int64),
+        "two": np.array(2.0, np.float32),
+    }
+    nodes = [
+        helper.make_node("Shape", ["x"], ["shape"]),
+        helper.make_node("Slice", ["shape", "s2", "s4"], ["hw"]),
+        helper.make_node("Slice", ["shape", "s0", "s2"], ["nc"]),
+        helper.make_node("Cast", ["hw"], ["hw_f"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["hw_f", "two"], ["hw2_f"]),
+        helper.make_node("Cast", ["hw2_f"], ["hw2"], to=TensorProto.INT64),
+        helper.make_node("Concat", ["nc", "hw2"], ["sizes"], axis=0),
+        helper.make_node("Resize", ["x", "", "", "sizes"], ["y"], mode="nearest"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "double",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, "H", "W"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        initializer=[numpy_helper.from_array(v, k) for k, v in consts.items()],
+    )
+    module = OnnxModule(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    with torch.no_grad():
+        y = module.to(torch.bfloat16)(torch.ones(1, 1, 257, 257, dtype=torch.bfloat16))
+    assert tuple(y.shape) == (1, 1, 514, 514)

@@ -127,7 +127,7 @@ def _cast(ctx: OpContext, a: Args, at: dict) -> Any:
     if dtype is None:
         raise ModelError(f"Cast to ONNX type {at['to']} is not supported")
     if dtype.is_floating_point:  # computed floats stay in the run's precision
-        dtype = ctx.float_dtype if a[0].device == ctx.device else torch.float32
+        dtype = ctx.float_dtype
     return a[0].to(dtype)
 
 

@@ -145,7 +145,9 @@ class OnnxModule(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dtype = x.dtype if x.is_floating_point() else torch.float32
-        ctx = OpContext(float_dtype=dtype, device=x.device, opset=self.opset)
+        data_ctx = OpContext(float_dtype=dtype, device=x.device, opset=self.opset)
+        # shape arithmetic: exact float32 on the host, whatever the run's precision
+        host_ctx = OpContext(float_dtype=torch.float32, device=torch.device("cpu"), opset=self.opset)
         env: dict[str, Any] = {self.input_name: x}
         for index, step in enumerate(self.steps):
             args = []
@@ -162,7 +164,7 @@ class OnnxModule(torch.nn.Module):
                 else:
                     args.append(None)
             try:
-                result = OPS[step.op_type](ctx, args, step.attrs)
+                result = OPS[step.op_type](data_ctx if step.data else host_ctx, args, step.attrs)
             except ModelError:
                 raise
             except Exception as exc:
