@@ -243,16 +243,28 @@ def report(result: dict[str, Any], path: Path) -> None:
 def targets(result: dict[str, Any], batch: int) -> dict[str, str]:
     out = {}
     for model, per in result["models"].items():
-        cpu, gpu = per.get("cpu", {}).get(f"matting@{batch}", {}), per.get("gpu", {}).get(f"matting@{batch}", {})
-        if "fps" in cpu and "fps" in gpu:
-            ratio = gpu["fps"] / cpu["fps"]
-            out[f"{model} matting stage @{batch} >= 10x CPU"] = f"{'met' if ratio >= 10 else 'not met'} ({ratio:.1f}x)"
+        gpu = per.get("gpu", {}).get(f"matting@{batch}", {})
+        # the CPU's throughput hardly depends on the batch: where its largest batch was cut
+        # by the time budget, its best measured batch stands in (and is named)
+        cpu_runs = {k: v for k, v in per.get("cpu", {}).items() if k.startswith("matting@") and "fps" in v}
+        key = (
+            f"matting@{batch}"
+            if f"matting@{batch}" in cpu_runs
+            else max(cpu_runs, key=lambda k: cpu_runs[k]["fps"], default=None)
+        )
+        name = f"{model} matting stage @{batch} >= 10x CPU"
+        if key and "fps" in gpu:
+            ratio = gpu["fps"] / cpu_runs[key]["fps"]
+            out[name] = f"{'met' if ratio >= 10 else 'not met'} ({ratio:.1f}x the CPU's {key})"
         else:
-            out[f"{model} matting stage @{batch} >= 10x CPU"] = "not measured yet"
+            out[name] = "not measured yet"
         null = per.get("gpu", {}).get(f"pipeline:null@{batch}", {})
         if "fps" in null and "fps" in gpu:
             dec = result["decode"]["fps"]
-            bound = "decoding" if gpu["fps"] > dec and null["fps"] >= 0.8 * dec else "the model/matting stage"
+            if gpu["fps"] <= dec:
+                bound = "the matting stage"
+            else:
+                bound = "decoding" if null["fps"] >= 0.8 * dec else "neither: the pipeline's own overhead"
             out[f"{model} pipeline to null bound by"] = (
                 f"{bound} (pipeline {null['fps']:.0f}, decode {dec:.0f}, matting {gpu['fps']:.0f} frames/s)"
             )
