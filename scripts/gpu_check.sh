@@ -99,7 +99,7 @@ timeout 240 "$VPY" -m pytest -q -p no:cacheprovider -o addopts="" -rs --timeout 
     2>&1 | tee "$OUT/pytest.txt" | tail -25
 TESTS=${PIPESTATUS[0]}
 
-if ((DRY)); then BENCH=(--small --budget 150); else BENCH=(--budget 270); fi
+if ((DRY)); then BENCH=(--small --budget 150); else BENCH=(--budget 240); fi
 step "benchmark ${BENCH[*]}"
 timeout 360 "$VPY" scripts/bench_gpu.py "${BENCH[@]}" --json "$OUT/bench_gpu.json" 2>&1 | tee "$OUT/bench.txt"
 BENCH_RC=${PIPESTATUS[0]}
