@@ -182,7 +182,7 @@ def build_matter(settings: Any, *, plan: Any, session: Any = None) -> Any:
         from .matting.sessions import create_session
 
         session = create_session(settings.model, device=settings.device, threads=settings.threads or plan.onnx_intra_op)
-    matter = create_matter(session, fast=settings.fast, device=settings.device)
+    matter = create_matter(session, fast=settings.fast, device=settings.device, backend=settings.backend)
     if not settings.temporal:
         return matter
     from .matting.temporal import TemporalMatter

@@ -23,6 +23,7 @@ from .limits import MAX_PIXELS
 
 __all__ = [
     "DEVICES",
+    "BACKENDS",
     "PUBLISH_LAYOUTS",
     "COMPRESSIONS",
     "MattingSettings",
@@ -34,8 +35,9 @@ __all__ = [
     "describe_error",
 ]
 
-#: where the model runs
+#: where the model runs, and which runner runs the graph there (onnxruntime or torch)
 DEVICES = ("auto", "cpu", "cuda", "tensorrt")
+BACKENDS = ("auto", "ort", "torch")
 #: how published frames carry their alpha, and their optional lossless compression
 PUBLISH_LAYOUTS = ("rgba", "rgb+a", "a")
 COMPRESSIONS = ("none", "zstd", "zlib")
@@ -52,6 +54,7 @@ class MattingSettings(_Strict):
 
     model: str = Field("selfie", min_length=1, description="model name or path to an .onnx file")
     device: Literal[DEVICES] = "auto"  # type: ignore[valid-type]
+    backend: Literal[BACKENDS] = "auto"  # type: ignore[valid-type]
     #: onnxruntime intra-op threads; None plans them from the core count
     threads: Annotated[int, Field(ge=1, le=256)] | None = None
     batch_size: Annotated[int, Field(ge=1, le=256)] = 8

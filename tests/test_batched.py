@@ -29,7 +29,6 @@ import torch
 from streammat.frames import Batch
 from streammat.matting import Matter, create_matter
 from streammat.matting.batched import BatchedMatter
-from streammat.matting.gpu import select_backend
 from streammat.matting.reference import RembgMatter
 from streammat.matting.sessions import create_session
 from streammat.testing import (
@@ -187,48 +186,6 @@ def test_matter_protocol(home: Path) -> None:
 # -- GPU path selection (runs on the CPU: it must pick the CPU and say why) -----------------
 
 
-class _FakeInner:
-    def __init__(self, providers: list[str]) -> None:
-        self._providers = providers
-
-    def get_providers(self) -> list[str]:
-        return self._providers
-
-    def get_provider_options(self) -> dict:
-        return {"CUDAExecutionProvider": {"device_id": "1"}}
-
-
-class _FakeSession:
-    def __init__(self, providers: list[str]) -> None:
-        self.inner_session = _FakeInner(providers)
-
-
-def test_gpu_selection_on_this_machine(home: Path, caplog) -> None:
-    install_model(home, "u2net", tiny_u2net_model())
-    session = create_session("u2net", device="auto")
-    choice = select_backend(session, "auto")
-    assert choice.backend == "cpu"
-    assert "CPUExecutionProvider" in choice.reason
-    with caplog.at_level(logging.INFO, logger="streammat.matting.gpu"):
-        assert select_backend(session, "cuda").backend == "cpu"
-    assert "not CUDA" in caplog.text
-    assert select_backend(session, "cpu").reason == "device=cpu was requested"
-
-
-def test_gpu_selection_needs_torch_cuda(monkeypatch: pytest.MonkeyPatch, caplog) -> None:
-    session = _FakeSession(["CUDAExecutionProvider", "CPUExecutionProvider"])
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with caplog.at_level(logging.WARNING, logger="streammat.matting.gpu"):
-        choice = select_backend(session, "auto")
-    assert choice.backend == "cpu" and "torch.cuda.is_available() is False" in choice.reason
-    assert "host round trip" in caplog.text
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    choice = select_backend(session, "auto")
-    assert choice.backend == "cuda" and choice.device_id == 1
-    assert select_backend(_FakeSession(["TensorrtExecutionProvider"]), "tensorrt").backend == "cuda"
-    assert select_backend(session, "cpu").backend == "cpu"
-
-
 def test_cuda_path_math_on_cpu(home: Path) -> None:
     """The CUDA path's float resizes, run on CPU tensors, agree with the CPU path."""
     from streammat.matting.batched import _resize_masks_cpu, _resize_masks_torch, postprocess, preprocess
@@ -250,24 +207,3 @@ def test_cuda_path_math_on_cpu(home: Path) -> None:
         _resize_masks_cpu(masks, cpu)
         gpu_math = _resize_masks_torch(masks, *size).numpy()
         assert np.abs(cpu.astype(int) - gpu_math).mean() < 4.0
-
-
-def test_cuda_runner_output_shape() -> None:
-    from streammat.matting.gpu import CudaRunner
-
-    class Arg:
-        def __init__(self, name: str, shape: list) -> None:
-            self.name, self.shape = name, shape
-
-    class Inner:
-        def get_inputs(self):
-            return [Arg("x", ["N", 3, 320, 320])]
-
-        def get_outputs(self):
-            return [Arg("y", ["N", 1, "h", "w"])]
-
-    runner = CudaRunner.__new__(CudaRunner)  # no CUDA device needed for the shape logic
-    runner.layout, runner.output_dims = "NCHW", list(Inner().get_outputs()[0].shape)
-    assert runner._out_shape(torch.empty(5, 3, 320, 320)) == (5, 1, 320, 320)
-    runner.layout, runner.output_dims = "NHWC", ["N", 144, 256, 1]
-    assert runner._out_shape(torch.empty(2, 144, 256, 3)) == (2, 144, 256, 1)

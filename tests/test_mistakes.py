@@ -146,7 +146,7 @@ class _Session:  # looks like a rembg session
 
 LIBRARY_CASES = {
     "create_session(123)": (lambda: _session(123), "model must be a model name"),
-    "create_session(device=banana)": (lambda: _session("selfie", device="banana"), "unknown device 'banana'"),
+    "create_session(device=banana)": (lambda: _session("selfie", device="banana"), "'banana'; choose one of auto"),
     "create_session(threads=-3)": (lambda: _session("selfie", threads=-3), "threads must be an integer >= 1"),
     "create_matter('selfie')": (lambda: _matter("selfie"), "session must be a session from create_session"),
     "create_matter(None)": (lambda: _matter(None), "session must be a session from create_session"),

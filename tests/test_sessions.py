@@ -42,7 +42,7 @@ def test_cuda_requested_without_a_gpu_warns_loudly_and_runs_on_cpu(tiny_home, ca
 def test_cpu_device_asks_for_cpu_only_and_unknown_devices_are_rejected():
     assert providers_for("cpu") == ["CPUExecutionProvider"]
     assert providers_for("tensorrt")[0] == "TensorrtExecutionProvider"
-    with pytest.raises(ConfigError, match="unknown device"):
+    with pytest.raises(ConfigError, match="device: unknown value 'npu'; choose one of auto, cpu, cuda, tensorrt"):
         providers_for("npu")
 
 

@@ -45,6 +45,7 @@ OPTIONS = {
     "background": "background",
     "model": "model",
     "device": "device",
+    "backend": "backend",
     "threads": "threads",
     "batch_size": "batch_size",
     "flush_after": "flush_after",
@@ -100,6 +101,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     mat = p.add_argument_group("matting")
     mat.add_argument("--model", help="model name or .onnx path (default: selfie)")
     mat.add_argument("--device", help="where the model runs: auto (default), cpu, cuda, tensorrt")
+    mat.add_argument("--backend", help="model runner: auto (default), ort (onnxruntime), torch")
     mat.add_argument("--threads", type=int, help="model threads (default: planned from the CPU cores)")
     mat.add_argument("--exact", action="store_true", help="rembg's exact per-frame path (slow)")
     mat.add_argument("--batch-size", type=int, help="frames per model call (default 1: lowest latency)")

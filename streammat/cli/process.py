@@ -18,6 +18,7 @@ OPTIONS = {
     "model": "model",
     "batch_size": "batch_size",
     "device": "device",
+    "backend": "backend",
     "format": "format",
     "codec": "codec",
     "background": "background",
@@ -52,6 +53,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="model name (default: selfie) or path to an .onnx file")
     p.add_argument("--batch-size", type=int, help="frames per model call (default: 8)")
     p.add_argument("--device", help="where the model runs: auto, cpu, cuda, tensorrt")
+    p.add_argument("--backend", help="model runner: auto (default), ort (onnxruntime), torch")
     p.add_argument("--format", help="output format, overriding the name: prores, vp9, ffv1, png")
     p.add_argument("--codec", help="encoder override, e.g. prores (faster ProRes 4444 encoder)")
     p.add_argument("--background", help="composite onto COLOR (name, #rrggbb), an IMAGE file, or 'blur' (.mp4)")

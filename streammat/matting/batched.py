@@ -31,7 +31,8 @@ import torch.nn.functional as F
 from ..errors import ModelError
 from ..frames import Batch, MattedBatch
 from .families import Family, family_for, session_name
-from .gpu import BackendChoice, select_backend
+from .gpu import PinnedUploader
+from .runners import build_runner, probe_frame
 
 __all__ = ["BatchedMatter", "preprocess", "postprocess"]
 
@@ -90,36 +91,6 @@ def postprocess(raw: torch.Tensor, family: Family) -> torch.Tensor:
     return (pred.clamp(0.0, 1.0) * 255.0).to(torch.uint8)
 
 
-class _CpuRunner:
-    """First output of an onnxruntime session on host arrays; one run per batch when the
-    batch dimension is dynamic, else one run per fixed-size chunk of a preallocated array."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        inp = inner.get_inputs()[0]
-        self.input_name = inp.name
-        self.output_name = inner.get_outputs()[0].name
-        self.fixed_batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
-        self._buf: np.ndarray | None = None
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        arr = x.numpy()
-        if self.fixed_batch is None or arr.shape[0] == self.fixed_batch:
-            return torch.from_numpy(self.inner.run([self.output_name], {self.input_name: arr})[0])
-        k = self.fixed_batch
-        shape = (k, *arr.shape[1:])
-        if self._buf is None or self._buf.shape != shape:
-            self._buf = np.empty(shape, dtype=np.float32)
-        parts = []
-        for i in range(0, arr.shape[0], k):
-            m = min(k, arr.shape[0] - i)
-            self._buf[:m] = arr[i : i + m]
-            if m < k:
-                self._buf[m:] = arr[i + m - 1]
-            parts.append(self.inner.run([self.output_name], {self.input_name: self._buf})[0][:m])
-        return torch.from_numpy(np.concatenate(parts))
-
-
 def _resize_masks_cpu(masks: torch.Tensor, out: np.ndarray) -> None:
     """``(N,h,w)`` uint8 masks → ``out`` ``(N,H,W)`` uint8. Enlarging (the usual case) uses
     OpenCV's bicubic, 4× faster than torch's here; shrinking needs an antialiased kernel
@@ -149,33 +120,47 @@ def _resize_masks_torch(masks: torch.Tensor, height: int, width: int) -> torch.T
 class BatchedMatter:
     """Matter for the known model families: one vectorized pass per ``Batch``.
 
-    ``device``: ``"cpu"`` forces the host path; ``"auto"``/``"cuda"``/``"tensorrt"`` use
-    the CUDA path (``gpu.py``) when the session really runs on CUDA and torch has CUDA.
+    ``device`` (``auto|cpu|cuda|tensorrt``) and ``backend`` (``auto|ort|torch``) pick the
+    runner (``runners.build_runner``: onnxruntime on the CPU, onnxruntime's CUDA provider,
+    or the graph as a torch module); on CUDA the batch stays on the device from upload to
+    alpha (``gpu.py``). ``cuda_graphs`` replays the torch backend's CUDA graphs.
     ``family`` overrides the lookup (``families.family_for``). Raises ``ModelError`` for
     sessions it does not know (use ``create_matter`` to fall back to the exact path).
     """
 
-    def __init__(self, session: Any, *, device: str = "cpu", family: Family | None = None) -> None:
+    def __init__(
+        self,
+        session: Any,
+        *,
+        device: str = "cpu",
+        backend: str = "auto",
+        family: Family | None = None,
+        cuda_graphs: bool = False,
+    ) -> None:
         self.session = session
         fam = family or family_for(session)
         if fam is None:
             raise ModelError(f"model {session_name(session)!r} has no batched implementation")
         self.family = fam
-        inner = session.inner_session
-        self.choice: BackendChoice = select_backend(session, device)
-        log.info("batched matting of %s on %s (%s)", fam.name, self.choice.backend, self.choice.reason)
-        if self.choice.backend == "cuda":
-            from .gpu import CudaRunner
-
-            self._runner: Any = CudaRunner(inner, device_id=self.choice.device_id, layout=fam.layout)
-            self.device = torch.device("cuda", self.choice.device_id)
-        else:
-            self._runner = _CpuRunner(inner)
-            self.device = torch.device("cpu")
+        # a model input for the torch backend's one-off half-precision check (CUDA only)
+        probe = preprocess(probe_frame(*fam.size), fam) if torch.cuda.is_available() else None
+        self._runner, self.choice = build_runner(
+            session,
+            device=device,
+            backend=backend,
+            layout=fam.layout,
+            probe=probe,
+            judge=lambda raw: postprocess(raw, fam),
+            cuda_graphs=cuda_graphs,
+            name=fam.name,
+        )
+        self.device = torch.device(self.choice.device)
+        self._upload = PinnedUploader(self.device)
 
     @property
     def backend(self) -> str:
-        return self.choice.backend
+        """``"cuda"`` when the batch stays on the GPU, else ``"cpu"``."""
+        return "cuda" if self.choice.on_cuda else "cpu"
 
     def masks(self, images: torch.Tensor) -> torch.Tensor:
         """``(N,H,W,3)`` uint8 frames (on this matter's device) → ``(N,h,w)`` uint8 masks at
@@ -190,7 +175,7 @@ class BatchedMatter:
         images = batch.images
         with _model_errors(self.family.name):
             if self.device.type != "cpu":
-                images = images.to(self.device, non_blocking=True)
+                images = self._upload(images)
             return preprocess(images, self.family)
 
     def infer(self, prepared: torch.Tensor) -> torch.Tensor:

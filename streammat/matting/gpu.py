@@ -1,146 +1,66 @@
-"""The CUDA path of the batched matter: device tensors end to end, ONNX through IOBinding.
+"""Device-resident batches: frames go to the GPU once, and only the alpha comes back.
 
-With CUDA, a batch is uploaded once as a torch tensor; resizing and normalisation run on
-the device (``streammat.matting.batched`` does them with torch ops on whatever device the
-tensor is on); the ONNX graph reads its input from, and writes its output into, torch
-device memory bound with ``IOBinding``; only the final ``(B,H,W)`` uint8 alpha comes back.
+On CUDA, ``BatchedMatter`` keeps a batch on the device from upload to alpha: the resize and
+normalisation (``batched.preprocess``), the model (a runner from ``runners.py``: onnxruntime
+through IOBinding or the torch backend), the sigmoid/min–max and the upsampling to frame
+size all run on device tensors; the ``(N,H,W)`` uint8 alpha is the one copy back.
 
-The path is chosen only when both hold (``select_backend``):
-
-- the onnxruntime session really got ``CUDAExecutionProvider`` (or TensorRT, which runs on
-  CUDA memory too) — onnxruntime silently falls back to the CPU when the CUDA libraries
-  are missing, so the *granted* providers are checked, not the requested ones;
-- ``torch.cuda.is_available()`` (a CPU-only torch build cannot hold device tensors).
-
-Otherwise the CPU path runs, and the reason is logged (a warning when CUDA was asked for).
-This module cannot be exercised on a machine without a GPU; it is kept small on purpose.
+``PinnedUploader`` does the upload: the decoded frames are copied into a page-locked
+(pinned) staging buffer, and the host-to-device copy is queued on a side stream, so it
+runs while the model still works on the previous batch; the consuming stream waits on
+an event, never the host. A plain ``tensor.to("cuda")`` from pageable memory instead
+blocks the calling thread until the copy is done.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-import numpy as np
 import torch
 
-__all__ = ["BackendChoice", "select_backend", "CudaRunner"]
+__all__ = ["PinnedUploader"]
 
 log = logging.getLogger(__name__)
 
-_GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+
+class _Slot:
+    def __init__(self) -> None:
+        self.buffer: torch.Tensor | None = None
+        self.done: Any = None  # the CUDA event recorded after this slot's last copy
 
 
-@dataclass(frozen=True)
-class BackendChoice:
-    """Where the batched matter runs, and why."""
+class PinnedUploader:
+    """``uploader(images) -> images on device``, through pinned buffers on a side stream.
 
-    backend: Literal["cpu", "cuda"]
-    reason: str
-    device_id: int = 0
+    ``slots`` staging buffers are used in turn; a buffer is reused only after its previous
+    copy has finished, so up to ``slots`` uploads can be in flight. On a CPU ``device`` it
+    returns its input unchanged."""
 
+    def __init__(self, device: torch.device, *, slots: int = 3) -> None:
+        self.device = device
+        self._slots = [_Slot() for _ in range(slots)]
+        self._next = 0
+        self._stream = torch.cuda.Stream(device) if device.type == "cuda" else None
 
-def _device_id(inner: Any) -> int:
-    try:
-        opts = inner.get_provider_options()
-    except Exception:  # noqa: BLE001 - older/foreign sessions
-        return 0
-    for p in _GPU_PROVIDERS:
-        value = opts.get(p, {}).get("device_id")
-        if value is not None:
-            try:
-                return int(value)
-            except (TypeError, ValueError):
-                return 0
-    return 0
-
-
-def select_backend(session: Any, device: str = "auto") -> BackendChoice:
-    """Pick ``cuda`` only when the session runs on CUDA *and* torch has CUDA; say why."""
-    if device == "cpu":
-        return BackendChoice("cpu", "device=cpu was requested")
-    asked = device in ("cuda", "tensorrt")
-    granted = list(session.inner_session.get_providers())
-    if not any(p in granted for p in _GPU_PROVIDERS):
-        reason = f"the onnxruntime session runs on {', '.join(granted)}"
-        if asked:  # create_session already warned loudly about the provider fallback
-            log.info("device=%s: %s, not CUDA; the batched matter runs on the CPU", device, reason)
-        return BackendChoice("cpu", reason)
-    if not torch.cuda.is_available():
-        reason = f"torch.cuda.is_available() is False (torch {torch.__version__})"
-        log.warning(
-            "onnxruntime runs on CUDA but %s: pre/post-processing runs on the CPU and every "
-            "batch makes a host round trip. Install a CUDA build of torch.",
-            reason,
-        )
-        return BackendChoice("cpu", reason)
-    dev = _device_id(session.inner_session)
-    return BackendChoice("cuda", f"onnxruntime granted {granted[0]} and torch has CUDA device {dev}", dev)
-
-
-class CudaRunner:
-    """Run the first output of an ONNX session on CUDA tensors through IOBinding.
-
-    ``__call__(x)`` takes a contiguous float32 CUDA tensor (the whole batch) and returns
-    the first graph output as a CUDA tensor. A graph with a fixed batch dimension runs
-    once per chunk. Symbolic output dimensions other than the batch are taken from the
-    input's spatial size (every supported family returns a mask at its input size)."""
-
-    def __init__(self, inner: Any, *, device_id: int = 0, layout: str = "NCHW") -> None:
-        self.inner = inner
-        self.device_id = device_id
-        self.device = torch.device("cuda", device_id)
-        self.layout = layout
-        inp, out = inner.get_inputs()[0], inner.get_outputs()[0]
-        self.input_name, self.output_name = inp.name, out.name
-        self.fixed_batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
-        self.output_dims = list(out.shape)
-
-    def _out_shape(self, x: torch.Tensor) -> tuple[int, ...]:
-        n = x.shape[0]
-        hw = x.shape[2:4] if self.layout == "NCHW" else x.shape[1:3]
-        dims = list(self.output_dims)
-        if len(dims) != 4:
-            raise ValueError(f"expected a 4-d model output, got {dims}")
-        guess = [n, 1, hw[0], hw[1]] if self.layout == "NCHW" else [n, hw[0], hw[1], 1]
-        pairs = enumerate(zip(dims, guess, strict=True))
-        return tuple(d if isinstance(d, int) and i > 0 else g for i, (d, g) in pairs)
-
-    def _run(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.contiguous()
-        y = torch.empty(self._out_shape(x), dtype=torch.float32, device=self.device)
-        binding = self.inner.io_binding()
-        binding.bind_input(
-            self.input_name,
-            device_type="cuda",
-            device_id=self.device_id,
-            element_type=np.float32,
-            shape=tuple(x.shape),
-            buffer_ptr=x.data_ptr(),
-        )
-        binding.bind_output(
-            self.output_name,
-            device_type="cuda",
-            device_id=self.device_id,
-            element_type=np.float32,
-            shape=tuple(y.shape),
-            buffer_ptr=y.data_ptr(),
-        )
-        # torch wrote x on its current stream; onnxruntime uses its own: order them
-        torch.cuda.current_stream(self.device).synchronize()
-        self.inner.run_with_iobinding(binding)
-        binding.synchronize_outputs()
-        return y
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.fixed_batch is None or x.shape[0] == self.fixed_batch:
-            return self._run(x)
-        parts = []
-        for i in range(0, x.shape[0], self.fixed_batch):
-            chunk = x[i : i + self.fixed_batch]
-            short = self.fixed_batch - chunk.shape[0]
-            if short:  # the last chunk: pad with its last entry, drop the result
-                chunk = torch.cat([chunk, chunk[-1:].expand(short, *chunk.shape[1:])])
-            parts.append(self._run(chunk)[: self.fixed_batch - short])
-        return torch.cat(parts)
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        if self._stream is None:
+            return images
+        slot = self._slots[self._next]
+        self._next = (self._next + 1) % len(self._slots)
+        if slot.done is not None:
+            slot.done.synchronize()  # its previous copy must have left the buffer
+        n = images.numel()
+        if slot.buffer is None or slot.buffer.numel() < n or slot.buffer.dtype != images.dtype:
+            slot.buffer = torch.empty(n, dtype=images.dtype, pin_memory=True)
+        staged = slot.buffer[:n].view(images.shape)
+        staged.copy_(images)
+        consumer = torch.cuda.current_stream(self.device)
+        with torch.cuda.stream(self._stream):
+            out = torch.empty(images.shape, dtype=images.dtype, device=self.device)
+            out.copy_(staged, non_blocking=True)
+            slot.done = torch.cuda.Event()
+            slot.done.record(self._stream)
+        consumer.wait_event(slot.done)
+        out.record_stream(consumer)  # allocated on the side stream, used and freed on the consumer's
+        return out

@@ -16,22 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, ModelError
-from .providers import check_granted, providers_for
+from .providers import check_granted, import_onnxruntime, providers_for
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "selfie"
 
 
-def _require_onnxruntime() -> None:
-    try:
-        import onnxruntime  # noqa: F401  (rembg exits the process without it)
-    except ImportError as exc:
-        raise ModelError("onnxruntime is not installed: pip install 'streammat[cpu]' (or 'streammat[gpu]')") from exc
-
-
 def _import_rembg() -> Any:
-    _require_onnxruntime()
+    import_onnxruntime()  # rembg exits the process without it
     import rembg
     import rembg.sessions
 
@@ -50,8 +43,7 @@ def known_model_names() -> list[str]:
 
 
 def session_options(threads: int | None = None) -> Any:
-    import onnxruntime as ort
-
+    ort = import_onnxruntime()
     opts = ort.SessionOptions()
     if threads:
         opts.intra_op_num_threads = threads
@@ -73,7 +65,7 @@ def create_session(model: str = DEFAULT_MODEL, *, device: str = "auto", threads:
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ConfigError(f"create_session: threads must be an integer >= 1, got {threads!r}")
     model = os.fspath(model)
-    _require_onnxruntime()
+    import_onnxruntime()
     providers = providers_for(device)
     opts = session_options(threads)
     kwargs: dict[str, Any] = {"providers": providers, "sess_opts": opts}
