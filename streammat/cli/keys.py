@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..transport.security import generate_keys, require_curve
+from ..errors import OutputError
+from ..transport.security import generate_keys, has_keys, require_curve
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -27,6 +28,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     require_curve()
+    if not args.force and has_keys(args.directory):
+        raise OutputError(f"{args.directory} already holds keys; use --force to replace them")
     paths = generate_keys(args.directory, overwrite=args.force)
     for name, path in paths.items():
         print(f"{name:20} {path}")
