@@ -294,11 +294,19 @@ class Subscription:
                 return frame
             if deadline is not None and time.monotonic() >= deadline:
                 if _raise:
-                    raise TransportError(
-                        f"no message from {self.url} for {timeout:g} s (publisher gone or unreachable)"
-                    )
+                    self._raise_silent(timeout)
                 return None
         return None
+
+    def check_timeout(self) -> None:
+        """``TransportError`` when ``timeout`` seconds passed without any message (for a
+        caller that polls with ``receive`` in short steps)."""
+        if self.timeout is not None and self._opened_at:
+            if time.monotonic() - (self.last_message_at or self._opened_at) >= self.timeout:
+                self._raise_silent(self.timeout)
+
+    def _raise_silent(self, seconds: float | None) -> None:
+        raise TransportError(f"no message from {self.url} for {seconds:g} s (publisher gone or unreachable)")
 
     def _step(self, deadline: float | None) -> ReceivedFrame | None:
         """One poll of the socket (caller holds ``_io``)."""
