@@ -6,6 +6,7 @@ import argparse
 
 from ..sinks.base import Sink
 from ..sinks.publisher import SINK_LAYOUTS, PublisherSink
+from ..transport.reliable import DEFAULT_BACKLOG
 from ..transport.security import ServerSecurity
 
 __all__ = ["add_publish_arguments", "publish_sinks"]
@@ -37,7 +38,7 @@ def add_publish_arguments(parser: argparse.ArgumentParser) -> None:
         "--publish-secure",
         metavar="KEYS_DIR",
         default=None,
-        help="require CURVE encryption and client keys from KEYS_DIR (see `streammat keys generate`)",
+        help="require CURVE encryption and client keys from KEYS_DIR (made by: streammat keys generate KEYS_DIR)",
     )
     g.add_argument(
         "--publish-hwm",
@@ -54,6 +55,12 @@ def add_publish_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="before the first frame, wait (up to 10 s) until N subscribers are connected",
     )
+    g.add_argument(
+        "--publish-reliable",
+        action="store_true",
+        help="also serve receivers started with --reliable: they get every frame, and when one falls "
+        f"{DEFAULT_BACKLOG} frames behind the pipeline waits for it (plain subscribers are never waited for)",
+    )
 
 
 def publish_sinks(args: argparse.Namespace) -> list[Sink]:
@@ -65,6 +72,7 @@ def publish_sinks(args: argparse.Namespace) -> list[Sink]:
     compression = None if getattr(args, "compress", "none") in (None, "none") else args.compress
     extra: dict = {} if getattr(args, "publish_hwm", None) is None else {"sndhwm": args.publish_hwm}
     extra["wait_subscribers"] = getattr(args, "publish_wait", 0) or 0
+    extra["reliable"] = bool(getattr(args, "publish_reliable", False))
     return [
         PublisherSink(
             url,

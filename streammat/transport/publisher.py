@@ -113,7 +113,7 @@ class Publisher:
         self._peers: ReliablePeers | None = None
         self._router: zmq.Socket | None = None
         self._announce: str | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # seq and sends change together
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_send = 0.0
@@ -187,8 +187,7 @@ class Publisher:
         self._shutdown_security()
 
     def _send_eos(self, complete: bool) -> None:
-        header = ControlHeader("eos", self.stream_id, self._seq, time.time(), complete, self._announce)
-        parts = encode_control(self.topic, header)
+        parts = self._control("eos", complete=complete)
         if self._peers is not None:
             self._peers.send(self.topic, self._seq, parts, is_frame=False)
             self._peers.drain(self.reliable_timeout)
@@ -261,8 +260,9 @@ class Publisher:
         parts = encode_frame(self.topic, header, planes)
         if self._peers is not None:
             self._peers.send(self.topic, self._seq, parts)
-        self._seq += 1
-        ok = self._send(parts)
+        with self._lock:  # a heartbeat never overtakes the frame whose seq it counts
+            self._seq += 1
+            ok = self._send(parts)
         if ok:
             self.stats["sent"] += 1
             self.stats["bytes"] += sum(p.nbytes if isinstance(p, np.ndarray) else len(p) for p in parts)
@@ -310,6 +310,7 @@ class Publisher:
                 log.debug("reading subscriptions: %s", exc)
 
     def _control(self, kind: str, next_seq: int | None = None, *, complete: bool = True) -> list[bytes]:
+        """A control message; ``next_seq`` defaults to the publisher's (call under the lock)."""
         seq = self._seq if next_seq is None else next_seq
         return encode_control(
             self.topic, ControlHeader(kind, self.stream_id, seq, time.time(), complete, self._announce)
@@ -345,7 +346,9 @@ class Publisher:
                     self._announce and time.monotonic() - self._last_idle >= self.heartbeat
                 ):
                     self._last_idle = time.monotonic()
-                    if self._send(self._control("idle")):
+                    with self._lock:
+                        sent = self._send(self._control("idle"))
+                    if sent:
                         self.stats["idle"] += 1
             except TransportError as exc:  # pragma: no cover - socket died under us
                 log.warning("%s", exc)

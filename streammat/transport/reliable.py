@@ -75,14 +75,13 @@ class ReliablePeers:
     """The reliable receivers of one publisher, on its ROUTER socket (thread-safe).
 
     ``idle_parts(next_seq)`` builds the heartbeat sent every ``interval`` seconds to each
-    receiver; ``next_seq`` is the seq of the next frame *that* receiver will get (None:
-    the publisher's next)."""
+    receiver; ``next_seq`` is the seq of the next frame *that* receiver will get."""
 
     def __init__(
         self,
         sock: zmq.Socket,
         stream: str,
-        idle_parts: Callable[[int | None], list[Any]],
+        idle_parts: Callable[[int], list[Any]],
         *,
         interval: float | None,
         backlog: int = DEFAULT_BACKLOG,
@@ -97,6 +96,7 @@ class ReliablePeers:
         self._peers: dict[bytes, _Peer] = {}
         self._lock = threading.RLock()
         self._last_beat = 0.0
+        self._next_seq = 0  # after the last frame queued
         self.stats = {"reliable_peers": 0, "reliable_sent": 0, "reliable_dropped_peers": 0, "reliable_waits": 0}
 
     def __len__(self) -> int:
@@ -145,6 +145,8 @@ class ReliablePeers:
 
     def _send_all(self, topic: bytes, seq: int, parts: list[Any], is_frame: bool) -> None:
         self._read_credit()
+        if is_frame:
+            self._next_seq = seq + 1
         for identity, peer in list(self._peers.items()):
             if not topic.startswith(peer.topic):
                 continue
@@ -173,7 +175,7 @@ class ReliablePeers:
                 self._drop(identity, f"no credit message for {self.peer_timeout:g} s")
                 continue
             waiting = [seq for is_frame, seq, _ in peer.backlog if is_frame]
-            self._send_now(identity, peer, self._idle_parts(waiting[0] if waiting else None))
+            self._send_now(identity, peer, self._idle_parts(waiting[0] if waiting else self._next_seq))
 
     def drain(self, deadline_without_progress: float) -> None:
         """Wait until every backlog is sent (end of stream), dropping a receiver that
