@@ -104,6 +104,7 @@ class ZmqSource:
         self._first: ReceivedFrame | None = None
         self._info: StreamInfo | None = None
         self._closed = threading.Event()
+        self._open_lock = threading.Lock()
         self._counts = {"decoded": 0, "scaled": 0, "skipped": 0}
         self._warned: set[str] = set()
         self._stream: str | None = None
@@ -123,6 +124,12 @@ class ZmqSource:
 
     # -- lifecycle -----------------------------------------------------------------------
     def open(self) -> StreamInfo:
+        """Connect, start receiving, and wait for the first frame. Thread-safe: a second
+        caller waits for the first one's result."""
+        with self._open_lock:
+            return self._open()
+
+    def _open(self) -> StreamInfo:
         if self._info is not None:
             return self._info
         if self._closed.is_set():
