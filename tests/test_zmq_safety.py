@@ -178,8 +178,8 @@ def test_frames_lost_at_a_full_buffer_make_the_run_partial_with_the_count() -> N
 def test_a_throttled_subscriber_whose_end_of_stream_was_dropped_ends_by_silence() -> None:
     """Its queues are full when the publisher ends, so the end-of-stream message is
     dropped for it; the publisher's heartbeats told it how many frames there were."""
-    pub = Publisher("tcp://127.0.0.1:*", heartbeat=HB).open()
-    sub = Subscription(pub.endpoint, heartbeat=HB, timeout=10).open()
+    pub = Publisher("tcp://127.0.0.1:*", heartbeat=HB, sndhwm=2).open()
+    sub = Subscription(pub.endpoint, heartbeat=HB, timeout=10, rcvhwm=2).open()
     got: list[int] = []
     ended_at: list[float] = []
 
@@ -193,8 +193,9 @@ def test_a_throttled_subscriber_whose_end_of_stream_was_dropped_ends_by_silence(
         wait_idle(sub)
         reader = threading.Thread(target=read)
         reader.start()
+        big = plane(0, 640, 480)  # 1.2 MB: the kernel's socket buffers hold only a few
         for i in range(60):
-            pub.send_frame([plane(i)], layout="rgba", pts=i, time_base=TB, index=i)
+            pub.send_frame([big], layout="rgba", pts=i, time_base=TB, index=i)
         time.sleep(4 * HB)  # heartbeats (next_seq 60) reach it once it made room
         pub.close(eos=False)  # gone without a word, like a crash or a dropped end of stream
         stream_end = time.monotonic()
