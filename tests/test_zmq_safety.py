@@ -14,9 +14,10 @@ import pytest
 import torch
 
 from streammat.errors import InputError
-from streammat.frames import Batch, MattedBatch, StreamInfo
+from streammat.frames import Batch, MattedBatch
 from streammat.pipeline import Pipeline, RunResult
 from streammat.sources.zmq import ZmqSource
+from streammat.testing import CollectingSink
 from streammat.transport.publisher import Publisher
 from streammat.transport.subscriber import Subscription
 
@@ -34,31 +35,8 @@ def passthrough(batch: Batch) -> MattedBatch:
     return MattedBatch(batch, alpha)
 
 
-class ListSink:
-    def __init__(self, delay: float = 0.0) -> None:
-        self.delay = delay
-        self.frames: list[tuple[int, np.ndarray]] = []
-        self.complete: bool | None = None
-
-    def open(self, info: StreamInfo) -> None:
-        self.info = info
-
-    def write(self, batch: MattedBatch) -> None:
-        rgba = batch.rgba()
-        for i in range(len(batch)):
-            self.frames.append((batch.batch.pts[i], rgba[i].numpy().copy()))
-            time.sleep(self.delay)
-
-    def close(self, *, complete: bool = True) -> None:
-        self.complete = complete
-
-    @property
-    def description(self) -> str:
-        return "list"
-
-
 def run_pipeline(
-    source: ZmqSource, sink: ListSink, feed: Callable[[], None]
+    source: ZmqSource, sink: CollectingSink, feed: Callable[[], None]
 ) -> tuple[RunResult | None, BaseException | None]:
     """Run the pipeline in a thread while ``feed`` publishes; the run's result or error."""
     out: list = []
@@ -96,7 +74,7 @@ def test_a_stream_that_changes_size_is_recorded_whole_at_the_first_size() -> Non
     sizes = [(64, 48)] * 10 + [(32, 32)] * 10 + [(64, 48)] * 10
     with Publisher("tcp://127.0.0.1:*", heartbeat=HB) as pub:
         source = ZmqSource(pub.endpoint, timeout=10, keep_alpha=True, heartbeat=HB)
-        sink = ListSink()
+        sink = CollectingSink()
 
         def feed() -> None:
             threading.Thread(target=source.open).start()  # connects now, as a recorder does
@@ -108,19 +86,20 @@ def test_a_stream_that_changes_size_is_recorded_whole_at_the_first_size() -> Non
 
         result, error = run_pipeline(source, sink, feed)
     assert error is None and result is not None and result.complete
-    assert len(sink.frames) == 30 and [p for p, _ in sink.frames] == [i * 1001 for i in range(30)]
-    assert {f.shape for _, f in sink.frames} == {(48, 64, 4)}
-    assert source.stats["scaled"] == 10 and sink.complete is True
-    np.testing.assert_array_equal(sink.frames[3][1], plane(3, 64, 48))  # same size: untouched, alpha kept
-    small = sink.frames[12][1]
-    assert abs(float(small[..., 3].mean()) - float(plane(12, 32, 32)[..., 3].mean())) < 8  # scaled, not blank
+    assert len(sink.pts) == 30 and sink.pts == [i * 1001 for i in range(30)]
+    assert {a.shape for a in sink.alpha} == {(48, 64)} and {c.shape for c in sink.rgb} == {(48, 64, 3)}
+    assert source.stats["scaled"] == 10 and sink.closed_with == [True]
+    np.testing.assert_array_equal(sink.rgb[3], plane(3, 64, 48)[..., :3])  # same size: untouched
+    np.testing.assert_array_equal(sink.alpha[3], plane(3, 64, 48)[..., 3])  # the received alpha
+    small = sink.alpha[12]
+    assert abs(float(small.mean()) - float(plane(12, 32, 32)[..., 3].mean())) < 8  # scaled, not blank
 
 
 def test_time_base_changes_are_converted_exactly_or_end_the_run_as_partial() -> None:
     stamps = [(0, TB), (1001, TB), (2, Fraction(1, 30)), (3003, TB), (1, Fraction(1, 7))]  # 1/7 s: not in 1/30000
     with Publisher("tcp://127.0.0.1:*", heartbeat=HB) as pub:
         source = ZmqSource(pub.endpoint, timeout=10, heartbeat=HB)
-        sink = ListSink()
+        sink = CollectingSink()
 
         def feed() -> None:
             threading.Thread(target=source.open).start()
@@ -131,8 +110,8 @@ def test_time_base_changes_are_converted_exactly_or_end_the_run_as_partial() -> 
             pub.close()
 
         result, error = run_pipeline(source, sink, feed)
-    assert [p for p, _ in sink.frames] == [0, 1001, 2000, 3003]  # 2/30 s = 2000/30000
-    assert isinstance(error, InputError) and "time base" in str(error) and sink.complete is False
+    assert sink.pts == [0, 1001, 2000, 3003]  # 2/30 s = 2000/30000
+    assert isinstance(error, InputError) and "time base" in str(error) and sink.closed_with == [False]
 
 
 # -- receivers slower than the publisher ---------------------------------------------------------
@@ -141,7 +120,7 @@ def test_a_slow_pipeline_gets_every_frame_and_the_end_of_stream() -> None:
     burst, a sink that takes 10 ms a frame, every frame recorded and the run complete."""
     with Publisher("tcp://127.0.0.1:*", heartbeat=HB) as pub:
         source = ZmqSource(pub.endpoint, timeout=10, heartbeat=HB)
-        sink = ListSink(delay=0.01)
+        sink = CollectingSink(delay=0.04)
 
         def feed() -> None:
             threading.Thread(target=source.open).start()
@@ -152,13 +131,13 @@ def test_a_slow_pipeline_gets_every_frame_and_the_end_of_stream() -> None:
             pub.close()
 
         result, error = run_pipeline(source, sink, feed)
-    assert error is None and result is not None and result.complete and len(sink.frames) == 60
+    assert error is None and result is not None and result.complete and len(sink.pts) == 60
 
 
 def test_frames_lost_at_a_full_buffer_make_the_run_partial_with_the_count() -> None:
     with Publisher("tcp://127.0.0.1:*", heartbeat=HB) as pub:
         source = ZmqSource(pub.endpoint, timeout=10, heartbeat=HB, buffer_frames=4)
-        sink = ListSink(delay=0.02)
+        sink = CollectingSink(delay=0.08)
 
         def feed() -> None:
             threading.Thread(target=source.open).start()
@@ -171,8 +150,8 @@ def test_frames_lost_at_a_full_buffer_make_the_run_partial_with_the_count() -> N
         _, error = run_pipeline(source, sink, feed)
     lost = source.stats["dropped"]
     assert lost > 0 and isinstance(error, InputError) and f": {lost} frames missing" in str(error)
-    assert source.stats["decoded"] == 100 - lost and len(sink.frames) <= 100 - lost
-    assert sink.complete is False
+    assert source.stats["decoded"] == 100 - lost and len(sink.pts) <= 100 - lost
+    assert sink.closed_with == [False]
 
 
 def test_a_throttled_subscriber_whose_end_of_stream_was_dropped_ends_by_silence() -> None:
@@ -216,14 +195,15 @@ def test_frames_sent_before_the_consumer_starts_are_kept() -> None:
         opener = threading.Thread(target=source.open)
         opener.start()
         wait_idle(source)
-        for i in range(50):
-            pub.send_frame([plane(i, c=3)], layout="rgb", pts=i, time_base=TB, index=i)
-            time.sleep(0.001)  # a camera's pace, not a burst beyond the sockets' queues
+        # 23 MB in all: more than the sockets' queues and the kernel's buffers hold
+        for i in range(100):
+            pub.send_frame([plane(i, 320, 240, c=3)], layout="rgb", pts=i, time_base=TB, index=i)
+            time.sleep(0.003)  # a camera's pace, not a burst
         opener.join(5)
         time.sleep(0.5)  # "loading the model"
         pub.close()
         frames = list(source)
-    assert [f.pts for f in frames] == list(range(50)) and source.end_reason == "eos"
+    assert [f.pts for f in frames] == list(range(100)) and source.end_reason == "eos"
 
 
 # -- lossless receivers ---------------------------------------------------------------------------
@@ -263,7 +243,7 @@ def test_a_reliable_source_in_a_slow_pipeline_loses_nothing() -> None:
     publisher waits for it, and every frame arrives."""
     pub = Publisher("tcp://127.0.0.1:*", heartbeat=HB, reliable=True, reliable_backlog=4).open()
     source = ZmqSource(pub.endpoint, timeout=10, heartbeat=HB, reliable=True, buffer_frames=1024)
-    sink = ListSink(delay=0.005)
+    sink = CollectingSink(delay=0.02)
 
     def feed() -> None:
         try:
@@ -276,7 +256,7 @@ def test_a_reliable_source_in_a_slow_pipeline_loses_nothing() -> None:
 
     result, error = run_pipeline(source, sink, feed)
     assert error is None and result is not None and result.complete
-    assert [p for p, _ in sink.frames] == list(range(80))
+    assert sink.pts == list(range(80))
 
 
 def test_a_reliable_receiver_against_a_plain_publisher_is_told_so() -> None:

@@ -134,18 +134,8 @@ def pub_socket(
 
     It is an XPUB (a PUB that also reports subscriptions, verbosely: one per subscriber)
     so a publisher can wait for its first subscribers; on the wire it is a PUB."""
-    check_url(url)
-    sock = ctx.socket(zmq.XPUB)
-    with _closed_on_error(sock, f"cannot bind {url}"):
-        sock.setsockopt(zmq.XPUB_VERBOSE, 1)
-        sock.setsockopt(zmq.SNDHWM, max(1, sndhwm))
-        sock.setsockopt(zmq.LINGER, int(linger * 1000))
-        sock.setsockopt(zmq.SNDTIMEO, 0)
-        _set_liveness(sock, heartbeat, zmtp_heartbeat)
-        if security is not None:
-            apply_server(sock, security, authenticator)
-        _bind(sock, url)
-    return sock
+    options = {zmq.XPUB_VERBOSE: 1, zmq.SNDHWM: max(1, sndhwm), zmq.SNDTIMEO: 0}
+    return _bound(ctx, zmq.XPUB, url, options, linger, heartbeat, zmtp_heartbeat, security, authenticator)
 
 
 def router_socket(
@@ -160,18 +150,34 @@ def router_socket(
     """The bound socket of a publisher's reliable channel. Sends fail (EHOSTUNREACH)
     rather than vanish for a receiver that left (ROUTER_MANDATORY); credit, not the
     high-water mark, bounds what is queued, so the mark only needs headroom."""
-    sock = ctx.socket(zmq.ROUTER)
-    with _closed_on_error(sock, f"cannot bind {url}"):
-        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        sock.setsockopt(zmq.SNDHWM, RELIABLE_HWM)
-        sock.setsockopt(zmq.RCVHWM, RELIABLE_HWM)
-        sock.setsockopt(zmq.LINGER, int(linger * 1000))
-        sock.setsockopt(zmq.MAXMSGSIZE, 64 * 1024)  # credit messages only
-        _set_liveness(sock, heartbeat, False)
-        if security is not None:
-            apply_server(sock, security, authenticator)
-        _bind(sock, url)
-    return sock
+    options = {
+        zmq.ROUTER_MANDATORY: 1,
+        zmq.SNDHWM: RELIABLE_HWM,
+        zmq.RCVHWM: RELIABLE_HWM,
+        zmq.MAXMSGSIZE: 64 * 1024,  # credit messages only
+    }
+    return _bound(ctx, zmq.ROUTER, url, options, linger, heartbeat, False, security, authenticator)
+
+
+def sub_socket(
+    ctx: zmq.Context,
+    url: str,
+    *,
+    topic: bytes = b"",
+    marker: bytes | None = None,
+    rcvhwm: int = DEFAULT_RCVHWM,
+    maxmsgsize: int = -1,
+    heartbeat: float | None = DEFAULT_HEARTBEAT,
+    security: ClientSecurity | None = None,
+    zmtp_heartbeat: bool = False,
+) -> zmq.Socket:
+    """A connected SUB socket with a message size limit; libzmq reconnects by itself.
+
+    ``marker``: a prefix subscribed to *before* ``topic``, so a publisher that counts
+    subscriptions sees what kind of subscriber this is before it sees the subscriber."""
+    options = {zmq.RCVHWM: max(1, rcvhwm), zmq.MAXMSGSIZE: maxmsgsize}
+    subscriptions = (topic,) if marker is None else (marker, topic)
+    return _connected(ctx, zmq.SUB, url, options, heartbeat, zmtp_heartbeat, security, subscriptions)
 
 
 def dealer_socket(
@@ -183,18 +189,57 @@ def dealer_socket(
     security: ClientSecurity | None = None,
 ) -> zmq.Socket:
     """A reliable receiver's connected socket (see ``router_socket``)."""
+    options = {zmq.RCVHWM: RELIABLE_HWM, zmq.SNDHWM: RELIABLE_HWM, zmq.MAXMSGSIZE: maxmsgsize}
+    return _connected(ctx, zmq.DEALER, url, options, heartbeat, False, security)
+
+
+def _bound(
+    ctx: zmq.Context,
+    kind: int,
+    url: str,
+    options: dict[int, int],
+    linger: float,
+    heartbeat: float | None,
+    zmtp_heartbeat: bool,
+    security: ServerSecurity | None,
+    authenticator: ThreadAuthenticator | None,
+) -> zmq.Socket:
     check_url(url)
-    sock = ctx.socket(zmq.DEALER)
+    sock = ctx.socket(kind)
+    with _closed_on_error(sock, f"cannot bind {url}"):
+        for option, value in options.items():
+            sock.setsockopt(option, value)
+        sock.setsockopt(zmq.LINGER, int(linger * 1000))
+        _set_liveness(sock, heartbeat, zmtp_heartbeat)
+        if security is not None:
+            apply_server(sock, security, authenticator)
+        _bind(sock, url)
+    return sock
+
+
+def _connected(
+    ctx: zmq.Context,
+    kind: int,
+    url: str,
+    options: dict[int, int],
+    heartbeat: float | None,
+    zmtp_heartbeat: bool,
+    security: ClientSecurity | None,
+    subscriptions: tuple[bytes, ...] = (),
+) -> zmq.Socket:
+    check_url(url)
+    sock = ctx.socket(kind)
     with _closed_on_error(sock, f"cannot connect to {url}"):
-        sock.setsockopt(zmq.RCVHWM, RELIABLE_HWM)
-        sock.setsockopt(zmq.SNDHWM, RELIABLE_HWM)
+        for option, value in options.items():
+            sock.setsockopt(option, value)
         sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.MAXMSGSIZE, maxmsgsize)
         sock.setsockopt(zmq.RECONNECT_IVL, 100)
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
-        _set_liveness(sock, heartbeat, False)
+        _set_liveness(sock, heartbeat, zmtp_heartbeat)
         if security is not None:
             apply_client(sock, security)
+        for topic in subscriptions:
+            sock.setsockopt(zmq.SUBSCRIBE, topic)
         sock.connect(url)
     return sock
 
@@ -231,31 +276,3 @@ def _bind(sock: zmq.Socket, url: str, retry_for: float = 1.0) -> None:
             if exc.errno != zmq.EADDRINUSE or time.monotonic() >= deadline:
                 raise
             time.sleep(0.05)
-
-
-def sub_socket(
-    ctx: zmq.Context,
-    url: str,
-    *,
-    topic: bytes = b"",
-    rcvhwm: int = DEFAULT_RCVHWM,
-    maxmsgsize: int = -1,
-    heartbeat: float | None = DEFAULT_HEARTBEAT,
-    security: ClientSecurity | None = None,
-    zmtp_heartbeat: bool = False,
-) -> zmq.Socket:
-    """A connected SUB socket with a message size limit; libzmq reconnects by itself."""
-    check_url(url)
-    sock = ctx.socket(zmq.SUB)
-    with _closed_on_error(sock, f"cannot connect to {url}"):
-        sock.setsockopt(zmq.RCVHWM, max(1, rcvhwm))
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.MAXMSGSIZE, maxmsgsize)
-        sock.setsockopt(zmq.RECONNECT_IVL, 100)
-        sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
-        _set_liveness(sock, heartbeat, zmtp_heartbeat)
-        if security is not None:
-            apply_client(sock, security)
-        sock.setsockopt(zmq.SUBSCRIBE, topic)
-        sock.connect(url)
-    return sock

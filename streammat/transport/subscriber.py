@@ -170,14 +170,14 @@ class Subscription:
                 ctx,
                 self.url,
                 topic=self._topic,
+                # tells the publisher this subscription only looks for the reliable channel
+                marker=RELIABLE_MARKER + self._topic if self.reliable else None,
                 rcvhwm=self.rcvhwm,
                 maxmsgsize=max_message_size(self.max_pixels),
                 heartbeat=self.heartbeat,
                 security=self.security,
                 zmtp_heartbeat=self.zmtp_heartbeat,
             )
-            if self.reliable:  # tells the publisher this subscription only looks for the channel
-                sock.setsockopt(zmq.SUBSCRIBE, RELIABLE_MARKER + self._topic)
         else:
             sock = sockets.dealer_socket(
                 ctx,
