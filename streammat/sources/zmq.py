@@ -146,7 +146,7 @@ class ZmqSource:
             if left is not None and left <= 0:
                 self.close()
                 raise TransportError(f"no frame from {self.url} within {self.timeout:g} s")
-            got = self._buffer.get(_WAIT if left is None else min(_WAIT, left))
+            got = self._take(_WAIT if left is None else min(_WAIT, left))
             if got is not None:
                 self._first = got if self._usable(got) else None
             elif self._buffer.finished and not self._closed.is_set():
@@ -187,7 +187,7 @@ class ZmqSource:
         if first is not None:
             yield self._to_frame(first)
         while True:
-            rf = self._buffer.get(_WAIT)
+            rf = self._take(_WAIT)
             if rf is not None:
                 if self._usable(rf) and (frame := self._to_frame(rf)) is not None:
                     yield frame
@@ -198,6 +198,13 @@ class ZmqSource:
             return  # stopped by the caller: the caller knows the output is partial
         self._raise_receive_error()
         self._raise_if_incomplete()
+
+    def _take(self, timeout: float) -> ReceivedFrame | None:
+        """The next received frame; on the reliable channel, taking it grants one credit."""
+        rf = self._buffer.get(timeout)
+        if rf is not None and self.reliable:
+            self._sub.ack()
+        return rf  # type: ignore[return-value]
 
     def _raise_receive_error(self) -> None:
         if self._error is not None and not self._closed.is_set():
@@ -229,8 +236,6 @@ class ZmqSource:
         return True
 
     def _to_frame(self, rf: ReceivedFrame) -> Frame | None:
-        if self.reliable:
-            self._sub.ack()  # the pipeline took it: the publisher may send one more
         info = self._info
         assert info is not None
         pts = _convert_pts(rf.pts, rf.time_base, info.time_base)

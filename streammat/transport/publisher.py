@@ -48,7 +48,9 @@ _EOS_EVERY = 0.05
 _EOS_MIN_SENDS = 3
 
 
-def _check_options(compression: str | None, sndhwm: int, heartbeat: float | None, linger: float, backlog: int) -> str:
+def _check_options(
+    compression: str | None, sndhwm: int, heartbeat: float | None, linger: float, backlog: int, peer_timeout: float
+) -> str:
     """The encoding for ``compression``; ``ConfigError`` for any option out of range."""
     encoding = compression or "raw"
     if encoding not in ENCODINGS:
@@ -61,6 +63,8 @@ def _check_options(compression: str | None, sndhwm: int, heartbeat: float | None
         raise ConfigError(f"linger: expected seconds >= 0, got {linger!r}")
     if type(backlog) is not int or backlog < 1:
         raise ConfigError(f"reliable_backlog: expected an integer >= 1 (frames), got {backlog!r}")
+    if not (isinstance(peer_timeout, int | float) and peer_timeout > 0):
+        raise ConfigError(f"reliable_timeout: expected seconds > 0, got {peer_timeout!r}")
     return encoding
 
 
@@ -95,7 +99,7 @@ class Publisher:
         reliable_backlog: int = DEFAULT_BACKLOG,
         reliable_timeout: float = DEFAULT_PEER_TIMEOUT,
     ) -> None:
-        self.encoding = _check_options(compression, sndhwm, heartbeat, linger, reliable_backlog)
+        self.encoding = _check_options(compression, sndhwm, heartbeat, linger, reliable_backlog, reliable_timeout)
         self.url = sockets.check_url(url)
         self.topic = check_topic(topic)
         self.security = security

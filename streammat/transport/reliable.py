@@ -26,9 +26,9 @@ from typing import Any
 import zmq
 
 from ..errors import TransportError
-from .protocol import Credit, MalformedMessage, parse_credit
+from .protocol import Credit, MalformedMessage, encode_credit, parse_credit
 
-__all__ = ["ReliablePeers", "reliable_url", "announced_url", "DEFAULT_BACKLOG", "DEFAULT_WINDOW"]
+__all__ = ["ReliablePeers", "CreditLedger", "reliable_url", "announced_url", "DEFAULT_BACKLOG", "DEFAULT_WINDOW"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,32 @@ def announced_url(url: str, announced: str) -> str:
     if url.startswith("tcp://") and announced.startswith("tcp://"):
         return url.rsplit(":", 1)[0] + ":" + announced.rsplit(":", 1)[1]
     return announced
+
+
+class CreditLedger:
+    """The receiver's side: frames consumed, and when to tell the publisher -- when the
+    count grew by a quarter window, and every ``keepalive`` seconds (which also keeps a
+    receiver that consumes nothing registered)."""
+
+    def __init__(self, topic: str, window: int, keepalive: float) -> None:
+        self.topic, self.window, self.keepalive = topic, window, keepalive
+        self.acked = 0  # frames consumed in all (written by the consuming thread only)
+        self._base = 0  # ``acked`` when the current stream began
+        self._told: tuple[int, float] = (-1, 0.0)
+
+    def new_stream(self, frames_before: int) -> None:
+        """A stream (re)started after ``frames_before`` frames: counts start over."""
+        self._base = frames_before
+
+    def due(self, stream: str | None, *, force: bool = False) -> list[bytes] | None:
+        """The credit message to send now, or None; ``stream`` is None before any frame."""
+        consumed = max(0, self.acked - self._base) if stream is not None else 0
+        last, at = self._told
+        now = time.monotonic()
+        if not (force or consumed - last >= max(1, self.window // 4) or now - at >= self.keepalive):
+            return None
+        self._told = (consumed, now)
+        return encode_credit(Credit(self.topic, self.window, consumed, stream))
 
 
 @dataclass

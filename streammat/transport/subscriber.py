@@ -46,16 +46,14 @@ from .protocol import (
     MAX_WINDOW,
     RELIABLE_MARKER,
     ControlHeader,
-    Credit,
     DecodedFrame,
     MalformedMessage,
     check_topic,
     decode_message,
-    encode_credit,
     max_message_size,
 )
 from .received import ReceivedFrame
-from .reliable import DEFAULT_WINDOW, announced_url
+from .reliable import DEFAULT_WINDOW, CreditLedger, announced_url
 from .security import ClientSecurity
 
 __all__ = ["ReceivedFrame", "Subscription", "subscribe"]
@@ -130,10 +128,7 @@ class Subscription:
         self._expected: int | None = None
         self._started = False
         self._noticed = False
-        # reliable credit: frames acknowledged in all, and where the current stream began
-        self._acked = 0
-        self._stream_base = 0
-        self._credit_sent: tuple[int, float] = (-1, 0.0)
+        self._credit = CreditLedger(topic, window, (heartbeat or 1.0) / 2)
         #: True once the stream ended (end-of-stream message or silence)
         self.ended = False
         #: why iteration ended: "eos" or "silence" (None while it goes on)
@@ -262,7 +257,7 @@ class Subscription:
     def ack(self, frames: int = 1) -> None:
         """Report ``frames`` more frames consumed (reliable, ``auto_ack=False``): the
         publisher may then send that many more. Safe from another thread."""
-        self._acked += frames
+        self._credit.acked += frames
 
     # -- receiving -----------------------------------------------------------------
     def __iter__(self) -> Iterator[ReceivedFrame]:
@@ -290,7 +285,7 @@ class Subscription:
                 frame = self._step(deadline)
             if frame is not None:
                 if self.auto_ack:
-                    self._acked += 1
+                    self._credit.acked += 1
                 return frame
             if deadline is not None and time.monotonic() >= deadline:
                 if _raise:
@@ -329,21 +324,14 @@ class Subscription:
             raise TransportError(f"receive from {self.url} failed: {exc}") from exc
 
     def _send_credit(self, *, force: bool = False) -> None:
-        """Tell the reliable channel how much we consumed: when it grew by a quarter
-        window, and every half heartbeat as a keepalive. Caller holds ``_io``."""
+        """Tell the reliable channel how much we consumed, when due (caller holds ``_io``)."""
         assert self._sock is not None
-        consumed = max(0, self._acked - self._stream_base) if self._started else 0
-        last, at = self._credit_sent
-        now = time.monotonic()
-        keepalive = (self.heartbeat or 1.0) / 2
-        if not (force or consumed - last >= max(1, self.window // 4) or now - at >= keepalive):
-            return
-        credit = Credit(self.topic, self.window, consumed, self._stream if self._started else None)
-        try:
-            self._sock.send_multipart(encode_credit(credit), zmq.NOBLOCK)
-            self._credit_sent = (consumed, now)
-        except zmq.Again:
-            pass  # not connected yet: the keepalive tries again
+        message = self._credit.due(self._stream if self._started else None, force=force)
+        if message is not None:
+            try:
+                self._sock.send_multipart(message, zmq.NOBLOCK)
+            except zmq.Again:
+                pass  # not connected yet: the keepalive tries again
 
     def _drain(self) -> ReceivedFrame | None:
         """Read one message (or, latest_only, all queued ones); return the frame to deliver."""
@@ -417,7 +405,7 @@ class Subscription:
                 self.stats["restarts"] += 1
                 log.info("publisher at %s restarted (stream %s -> %s)", self.url, self._stream, stream)
             self._stream, self._expected = stream, None
-            self._stream_base = self.stats["received"]
+            self._credit.new_stream(self.stats["received"])
             if not self.until_eos:
                 self.ended = False
                 self.end_reason = None
