@@ -265,3 +265,35 @@ def test_a_reliable_receiver_against_a_plain_publisher_is_told_so() -> None:
         with pytest.raises(Exception, match="offers no reliable channel"):
             list(sub)
         sub.close()
+
+
+def test_plain_subscribers_keep_their_heartbeat_while_the_publisher_waits_for_a_reliable_one() -> None:
+    """A reliable receiver slower than the silence limit per frame: the publisher waits
+    for it for longer than that, and neither receiver takes the wait for a dead publisher."""
+    hb = 0.05  # silence limit 0.15 s; the reliable receiver takes 0.2 s a frame
+    pub = Publisher("tcp://127.0.0.1:*", heartbeat=hb, reliable=True, reliable_backlog=1).open()
+    ends: dict[str, tuple[int, str | None]] = {}
+
+    def receive(name: str, reliable: bool, delay: float) -> None:
+        with Subscription(pub.endpoint, reliable=reliable, heartbeat=hb, timeout=10, window=1) as sub:
+            n = 0
+            for _ in sub:
+                n += 1
+                time.sleep(delay)
+            ends[name] = (n, sub.end_reason)
+
+    readers = [
+        threading.Thread(target=receive, args=("plain", False, 0.0)),
+        threading.Thread(target=receive, args=("reliable", True, 0.2)),
+    ]
+    for r in readers:
+        r.start()
+    try:
+        assert pub.wait_for_subscribers(2, timeout=10)
+        for i in range(8):
+            pub.send_frame([plane(i)], layout="rgba", pts=i, time_base=TB, index=i)
+    finally:
+        pub.close()
+        for r in readers:
+            r.join(20)
+    assert ends == {"plain": (8, "eos"), "reliable": (8, "eos")}

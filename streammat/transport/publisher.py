@@ -119,6 +119,7 @@ class Publisher:
         self._announce: str | None = None
         self._lock = threading.RLock()  # seq and sends change together
         self._stop = threading.Event()
+        self._ending = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_send = 0.0
         self._seq = 0
@@ -182,25 +183,28 @@ class Publisher:
         if self._closed:
             return
         self._closed = True
+        self._ending.set()  # no plain heartbeat after this; reliable ones go on while we drain
+        if self._sock is not None and eos:
+            self._send_eos(complete)
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
-        if self._sock is not None and eos:
-            self._send_eos(complete)
         self._close_sockets()
         self._shutdown_security()
 
     def _send_eos(self, complete: bool) -> None:
+        """Plain subscribers first (nothing they could hear would follow a wait for the
+        reliable receivers), then the reliable receivers, after their backlogs."""
         parts = self._control("eos", complete=complete)
-        if self._peers is not None:
-            self._peers.send(self.topic, self._seq, parts, is_frame=False)
-            self._peers.drain(self.reliable_timeout)
         end = time.monotonic() + self.linger
         for n in range(10**6):
             self._send(parts)
             if n + 1 >= _EOS_MIN_SENDS and time.monotonic() >= end:
                 break
             time.sleep(_EOS_EVERY)
+        if self._peers is not None:
+            self._peers.send(self.topic, self._seq, parts, is_frame=False)
+            self._peers.drain(self.reliable_timeout)
 
     def _close_sockets(self) -> None:
         for sock in (self._router, self._sock):
@@ -300,7 +304,7 @@ class Publisher:
         with self._lock:
             try:
                 if self._peers is not None:
-                    self._peers.read_credit()
+                    self._peers.heartbeat()  # reads credit too; never waits behind a waiting send
                 if wait and not sock.poll(int(wait * 1000), zmq.POLLIN):
                     return
                 while True:
@@ -346,6 +350,8 @@ class Publisher:
             try:
                 if self._peers is not None:
                     self._peers.heartbeat()
+                if self._ending.is_set():
+                    continue
                 if time.monotonic() - self._last_send >= self.heartbeat or (
                     self._announce and time.monotonic() - self._last_idle >= self.heartbeat
                 ):

@@ -85,7 +85,6 @@ class CreditLedger:
 class _Peer:
     topic: bytes
     window: int
-    stream: str | None
     consumed: int = 0
     sent: int = 0  # frames of the current stream sent to it
     heard: float = field(default_factory=time.monotonic)  # last credit message
@@ -152,7 +151,7 @@ class ReliablePeers:
     def _apply(self, identity: bytes, credit: Credit) -> None:
         peer = self._peers.get(identity)
         if peer is None:
-            peer = self._peers[identity] = _Peer(credit.topic.encode(), credit.window, credit.stream)
+            peer = self._peers[identity] = _Peer(credit.topic.encode(), credit.window)
             self.stats["reliable_peers"] += 1
             log.info("reliable receiver joined (window %d, topic %r)", credit.window, credit.topic)
         peer.heard = time.monotonic()
@@ -171,25 +170,31 @@ class ReliablePeers:
 
     def _send_all(self, topic: bytes, seq: int, parts: list[Any], is_frame: bool) -> None:
         self._read_credit()
-        if is_frame:
-            self._next_seq = seq + 1
         for identity, peer in list(self._peers.items()):
             if not topic.startswith(peer.topic):
                 continue
             if is_frame and peer.frames_waiting() >= self.backlog:
                 self.stats["reliable_waits"] += 1
-                self._wait_for_room(identity, peer)
+                self._wait_for_room(identity, peer)  # its heartbeats must still say ``seq`` comes next
                 if identity not in self._peers:
                     continue
             peer.backlog.append((is_frame, seq, parts))
             self._flush(identity, peer)
+        if is_frame:
+            self._next_seq = seq + 1
 
     def heartbeat(self) -> None:
         """When due, send each receiver a heartbeat (beyond credit: it is tiny) that says
-        which frame comes next for *it*, and drop receivers that went quiet."""
-        with self._lock:
+        which frame comes next for *it*, and drop receivers that went quiet. Returns at
+        once while a send waits for a receiver: that wait sends the heartbeats itself, and
+        the caller has plain subscribers' heartbeats to send meanwhile."""
+        if not self._lock.acquire(blocking=False):
+            return
+        try:
             self._read_credit()
             self._heartbeat()
+        finally:
+            self._lock.release()
 
     def _heartbeat(self) -> None:
         now = time.monotonic()
