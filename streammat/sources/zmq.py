@@ -184,8 +184,8 @@ class ZmqSource:
         if self._info is None:
             self.open()
         first, self._first = self._first, None
-        if first is not None:
-            yield self._to_frame(first)
+        if first is not None and (frame := self._to_frame(first)) is not None:
+            yield frame
         while True:
             rf = self._take(_WAIT)
             if rf is not None:
