@@ -207,35 +207,44 @@ def test_frames_sent_before_the_consumer_starts_are_kept() -> None:
 
 
 # -- lossless receivers ---------------------------------------------------------------------------
-def test_a_throttled_reliable_receiver_gets_every_frame_next_to_a_fast_plain_one() -> None:
-    pub = Publisher("tcp://127.0.0.1:*", heartbeat=HB, reliable=True, reliable_backlog=8).open()
-    counts: dict[str, tuple[int, int, str | None]] = {}
+def plain_and_reliable(
+    pub: Publisher, frames: int, *, delay: float, hb: float = HB, window: int = 16, pace: float = 0.0
+) -> dict[str, tuple[list[int], str | None]]:
+    """A fast plain subscriber and a reliable one taking ``delay`` s a frame, both started
+    before ``frames`` frames are published; each one's seqs and end reason."""
+    got: dict[str, tuple[list[int], str | None]] = {}
 
-    def receive(name: str, reliable: bool, delay: float) -> None:
-        with Subscription(pub.endpoint, reliable=reliable, heartbeat=HB, timeout=10) as sub:
+    def receive(name: str, reliable: bool, wait: float) -> None:
+        with Subscription(pub.endpoint, reliable=reliable, heartbeat=hb, timeout=10, window=window) as sub:
             seqs = []
             for f in sub:
                 seqs.append(f.seq)
-                time.sleep(delay)
-            counts[name] = (len(seqs), len(set(seqs)), sub.end_reason)
+                time.sleep(wait)
+            got[name] = (seqs, sub.end_reason)
 
     readers = [
         threading.Thread(target=receive, args=("plain", False, 0.0)),
-        threading.Thread(target=receive, args=("reliable", True, 0.01)),
+        threading.Thread(target=receive, args=("reliable", True, delay)),
     ]
     for r in readers:
         r.start()
     try:
         assert pub.wait_for_subscribers(2, timeout=10)
-        for i in range(60):
+        for i in range(frames):
             pub.send_frame([plane(i)], layout="rgba", pts=i, time_base=TB, index=i)
-            time.sleep(0.002)
+            time.sleep(pace)
     finally:
         pub.close()
         for r in readers:
             r.join(20)
-    assert counts["reliable"] == (60, 60, "eos")
-    assert counts["plain"][2] == "eos"
+    return got
+
+
+def test_a_throttled_reliable_receiver_gets_every_frame_next_to_a_fast_plain_one() -> None:
+    pub = Publisher("tcp://127.0.0.1:*", heartbeat=HB, reliable=True, reliable_backlog=8).open()
+    got = plain_and_reliable(pub, 60, delay=0.01, pace=0.002)
+    assert got["reliable"] == (list(range(60)), "eos")
+    assert got["plain"][1] == "eos"
 
 
 def test_a_reliable_source_in_a_slow_pipeline_loses_nothing() -> None:
@@ -272,28 +281,5 @@ def test_plain_subscribers_keep_their_heartbeat_while_the_publisher_waits_for_a_
     for it for longer than that, and neither receiver takes the wait for a dead publisher."""
     hb = 0.05  # silence limit 0.15 s; the reliable receiver takes 0.2 s a frame
     pub = Publisher("tcp://127.0.0.1:*", heartbeat=hb, reliable=True, reliable_backlog=1).open()
-    ends: dict[str, tuple[int, str | None]] = {}
-
-    def receive(name: str, reliable: bool, delay: float) -> None:
-        with Subscription(pub.endpoint, reliable=reliable, heartbeat=hb, timeout=10, window=1) as sub:
-            n = 0
-            for _ in sub:
-                n += 1
-                time.sleep(delay)
-            ends[name] = (n, sub.end_reason)
-
-    readers = [
-        threading.Thread(target=receive, args=("plain", False, 0.0)),
-        threading.Thread(target=receive, args=("reliable", True, 0.2)),
-    ]
-    for r in readers:
-        r.start()
-    try:
-        assert pub.wait_for_subscribers(2, timeout=10)
-        for i in range(8):
-            pub.send_frame([plane(i)], layout="rgba", pts=i, time_base=TB, index=i)
-    finally:
-        pub.close()
-        for r in readers:
-            r.join(20)
-    assert ends == {"plain": (8, "eos"), "reliable": (8, "eos")}
+    got = plain_and_reliable(pub, 8, delay=0.2, hb=hb, window=1)
+    assert got == {"plain": (list(range(8)), "eos"), "reliable": (list(range(8)), "eos")}
