@@ -123,6 +123,9 @@ def _raw_header(**kw) -> bytes:
         {"pts": -(2**63)},
         {"kind": "idle", "next_seq": 0, "time": 1.0, "reliable": "http://x"},
         {"kind": "idle", "next_seq": 0, "time": 1.0, "reliable": 5},
+        {"kind": "idle", "next_seq": 0, "time": 1.0, "heartbeat": 0},
+        {"kind": "idle", "next_seq": 0, "time": 1.0, "heartbeat": 1e9},
+        {"kind": "eos", "next_seq": 0, "time": 1.0, "heartbeat": "1s"},
     ],
 )
 def test_bad_header_fields_are_malformed(change: dict) -> None:

@@ -283,3 +283,17 @@ def test_plain_subscribers_keep_their_heartbeat_while_the_publisher_waits_for_a_
     pub = Publisher("tcp://127.0.0.1:*", heartbeat=hb, reliable=True, reliable_backlog=1).open()
     got = plain_and_reliable(pub, 8, delay=0.2, hb=hb, window=1)
     assert got == {"plain": (list(range(8)), "eos"), "reliable": (list(range(8)), "eos")}
+
+
+def test_a_receiver_waits_as_long_as_the_publisher_says_its_heartbeat_is() -> None:
+    """The receiver assumes 0.05 s heartbeats, the publisher sends one every 0.3 s: the
+    interval announced in its idle messages keeps a quiet stream from ending early."""
+    with Publisher("tcp://127.0.0.1:*", heartbeat=0.3) as pub, Subscription(pub.endpoint, heartbeat=0.05) as sub:
+        wait_idle(sub)
+        for i in range(6):
+            pub.send_frame([plane(i)], layout="rgba", pts=i, time_base=TB, index=i)
+            if i == 2:
+                time.sleep(0.7)  # quiet for longer than 3 of the receiver's own intervals
+        pub.close()
+        got = [f.seq for f in sub]
+    assert got == list(range(6)) and sub.end_reason == "eos"

@@ -83,6 +83,8 @@ MAX_WINDOW = 4096
 #: a reliable receiver's discovery socket subscribes to this prefix too, so a publisher
 #: can tell it from a plain subscriber (no UTF-8 topic starts with byte 0xff)
 RELIABLE_MARKER = b"\xffreliable"
+#: the longest heartbeat interval a publisher may announce, seconds
+MAX_HEARTBEAT = 3600.0
 
 
 class MalformedMessage(TransportError):
@@ -132,6 +134,8 @@ class ControlHeader:
     complete: bool = True
     #: the endpoint of the publisher's reliable channel, when it offers one
     reliable: str | None = None
+    #: the publisher's heartbeat interval, seconds (receivers scale their silence limit)
+    heartbeat: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -145,6 +149,8 @@ class ControlHeader:
             d["complete"] = self.complete
         if self.reliable is not None:
             d["reliable"] = self.reliable
+        if self.heartbeat is not None:
+            d["heartbeat"] = self.heartbeat
         return d
 
 
@@ -301,6 +307,11 @@ def parse_header(data: bytes | memoryview, *, max_pixels: int = DEFAULT_MAX_PIXE
         reliable = d.get("reliable")
         if reliable is not None and not (isinstance(reliable, str) and _RELIABLE_RE.fullmatch(reliable)):
             raise MalformedMessage(f"header field 'reliable': expected an endpoint, got {reliable!r}")
+        heartbeat = d.get("heartbeat")
+        if heartbeat is not None and (_time(heartbeat, "heartbeat", optional=False) == 0 or heartbeat > MAX_HEARTBEAT):
+            raise MalformedMessage(
+                f"header field 'heartbeat': expected seconds in (0, {MAX_HEARTBEAT}], got {heartbeat!r}"
+            )
         return ControlHeader(
             kind=kind,
             stream=stream,
@@ -308,6 +319,7 @@ def parse_header(data: bytes | memoryview, *, max_pixels: int = DEFAULT_MAX_PIXE
             time=_time(d.get("time"), "time", optional=False),  # type: ignore[arg-type]
             complete=complete,
             reliable=reliable,
+            heartbeat=None if heartbeat is None else float(heartbeat),
         )
     if kind != "frame":
         raise MalformedMessage(f"unknown message kind {kind!r}")

@@ -320,9 +320,8 @@ class Publisher:
     def _control(self, kind: str, next_seq: int | None = None, *, complete: bool = True) -> list[bytes]:
         """A control message; ``next_seq`` defaults to the publisher's (call under the lock)."""
         seq = self._seq if next_seq is None else next_seq
-        return encode_control(
-            self.topic, ControlHeader(kind, self.stream_id, seq, time.time(), complete, self._announce)
-        )
+        header = ControlHeader(kind, self.stream_id, seq, time.time(), complete, self._announce, self.heartbeat)
+        return encode_control(self.topic, header)
 
     def _send(self, parts: list) -> bool:
         sock = self._sock

@@ -127,6 +127,7 @@ class Subscription:
         self._stream: str | None = None
         self._expected: int | None = None
         self._started = False
+        self._publisher_heartbeat = 0.0
         self._noticed = False
         self._credit = CreditLedger(topic, window, (heartbeat or 1.0) / 2)
         #: True once the stream ended (end-of-stream message or silence)
@@ -201,7 +202,8 @@ class Subscription:
         before that, the socket is replaced, which reconnects at once. Caller holds ``_io``."""
         if not self.heartbeat or self.last_message_at is None or self._sock is None:
             return
-        now, limit = time.monotonic(), SILENT_INTERVALS * self.heartbeat
+        # a publisher that announced a longer interval than we assume is given that long
+        now, limit = time.monotonic(), SILENT_INTERVALS * max(self.heartbeat, self._publisher_heartbeat)
         if now - self.last_message_at <= limit or now - self._socket_since <= limit:
             return
         if self._sock.poll(0, zmq.POLLIN):
@@ -379,6 +381,7 @@ class Subscription:
         if ctl.kind == "eos" and self.ended and ctl.stream == self._stream:
             return None  # a repeat of the EOS already handled
         self._expected = ctl.next_seq
+        self._publisher_heartbeat = ctl.heartbeat or 0.0
         if ctl.kind == "idle":
             self.stats["idle"] += 1
         else:
