@@ -12,6 +12,12 @@ bound them. For each scenario the publisher sends for ``--seconds``:
   connected in every other window, for the publisher's own throughput with and
   without it.
 
+- reliable side by side: a paced publisher with one fast plain subscriber and a second
+  subscriber that sleeps ``--reliable-delay`` ms per frame, first plain, then reliable
+  (so the only difference is the reliable channel): the fast subscriber's rate in both
+  (ratio) and whether the throttled one got every frame; ``--reliable-only`` runs just
+  this.
+
 Reported: publisher frames/s and send-call time, per-subscriber frames/s (the slowest
 one), total MB/s received, p50/p95 capture→receive latency, and the share of frames a
 subscriber lost (sequence gaps). A "stalled" subscriber connects and never reads; the
@@ -43,8 +49,9 @@ from streammat.transport.publisher import Publisher  # noqa: E402
 from streammat.transport.subscriber import Subscription  # noqa: E402
 
 
-def _subscriber(url: str, results, deadline_s: float) -> None:  # child process
-    sub = Subscription(url, timeout=10)
+def _subscriber(url: str, results, deadline_s: float, reliable: bool = False, delay: float = 0.0) -> None:
+    """A child process: receive until the end of stream; ``delay`` s of work per frame."""
+    sub = Subscription(url, timeout=10, reliable=reliable)
     lat: list[float] = []
     n = nbytes = 0
     first = last = None
@@ -60,6 +67,8 @@ def _subscriber(url: str, results, deadline_s: float) -> None:  # child process
                 lat.append(f.latency)
             if now > t_end:
                 break
+            if delay:
+                time.sleep(delay)
     except Exception as exc:  # noqa: BLE001 - reported to the parent
         results.put({"error": repr(exc)})
         return
@@ -73,6 +82,8 @@ def _subscriber(url: str, results, deadline_s: float) -> None:  # child process
             "span": span,
             "gaps": sub.stats["gaps"],
             "lat": lat,
+            "reliable": reliable,
+            "end": sub.end_reason,
         }
     )
 
@@ -258,6 +269,95 @@ def stall_ab(*, seconds: float, width: int, height: int, window: float = 0.6, se
     }
 
 
+def reliable_side_by_side(*, seconds: float, rate: float, width: int, height: int, delay: float) -> dict:
+    """A paced publisher with one fast plain subscriber and one throttled subscriber, plain
+    and then reliable (one run, same machine)."""
+    out: dict = {"rate": rate, "delay_ms": delay * 1000}
+    for with_reliable in (False, True):
+        ctx = mp.get_context("spawn")
+        results = ctx.Queue()
+        pub = Publisher("tcp://127.0.0.1:*", heartbeat=1.0, reliable=True).open()
+        procs = [
+            ctx.Process(target=_subscriber, args=(pub.endpoint, results, seconds + 60)),
+            ctx.Process(target=_subscriber, args=(pub.endpoint, results, seconds + 60, with_reliable, delay)),
+        ]
+        for proc in procs:
+            proc.start()
+        frames = [np.full((height, width, 4), v, np.uint8) for v in (10, 80, 160, 240)]
+        sent = 0
+        try:
+            if not pub.wait_for_subscribers(len(procs), timeout=60):
+                raise SystemExit("subscribers did not connect within 60 s")
+            t0 = time.monotonic()
+            while (now := time.monotonic()) - t0 < seconds:
+                due = t0 + sent / rate
+                if now < due:
+                    time.sleep(due - now)
+                pub.send_frame([frames[sent % 4]], layout="rgba", pts=sent, time_base=Fraction(1, 90000), index=sent)
+                sent += 1
+            elapsed = time.monotonic() - t0
+            waits = pub._peers.stats["reliable_waits"] if pub._peers is not None else 0
+        finally:
+            pub.close()
+        rows = [results.get(timeout=120) for _ in procs]
+        for proc in procs:
+            proc.join(30)
+            if proc.is_alive():
+                proc.kill()
+        if errors := [r["error"] for r in rows if "error" in r]:
+            raise SystemExit(f"subscriber failed: {errors}")
+        fast = [r for r in rows if not r["reliable"]]
+        plain = max(fast, key=lambda r: r["frames"])  # without the reliable one, both are plain
+        throttled = min(rows, key=lambda r: (not r["reliable"], r["frames"]))
+        key = "with_reliable" if with_reliable else "plain_only"
+        out[key] = {
+            "sent": sent,
+            "pub_fps": sent / elapsed,
+            "plain_fps": plain["frames"] / plain["span"] if plain["span"] else 0.0,
+            "plain_frames": plain["frames"],
+            "publisher_waits": waits,
+            "throttled_frames": throttled["frames"],
+            "throttled_end": throttled["end"],
+        }
+    a, b = out["plain_only"], out["with_reliable"]
+    out["plain_fps_ratio"] = b["plain_fps"] / a["plain_fps"] if a["plain_fps"] else None
+    return out
+
+
+def print_reliable(r: dict, width: int, height: int) -> None:
+    a, b = r["plain_only"], r["with_reliable"]
+    print(
+        f"\nreliable side by side, {width}x{height} RGBA paced at {r['rate']:g}/s, reliable receiver "
+        f"sleeping {r['delay_ms']:g} ms per frame, {os.cpu_count()} CPUs"
+    )
+    cols = ("throttled subscriber", "sent", "pub f/s", "fast f/s", "fast got", "throttled got", "waits")
+    widths = (22, 6, 8, 9, 9, 13, 6)
+
+    def line(values: tuple) -> str:
+        return " ".join(
+            f"{v:<{w}}" if i == 0 else f"{v:>{w}}" for i, (v, w) in enumerate(zip(values, widths, strict=True))
+        )
+
+    head = line(cols)
+    print(head)
+    print("-" * len(head))
+    for name, row in (("plain", a), ("reliable", b)):
+        print(
+            line(
+                (
+                    name,
+                    row["sent"],
+                    f"{row['pub_fps']:.1f}",
+                    f"{row['plain_fps']:.1f}",
+                    row["plain_frames"],
+                    row["throttled_frames"],
+                    row["publisher_waits"],
+                )
+            )
+        )
+    print(f"fast subscriber's rate next to a reliable / a plain throttled one: {r['plain_fps_ratio']:.3f}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=5.0)
@@ -266,7 +366,17 @@ def main() -> int:
     ap.add_argument("--width", type=int, default=1920)
     ap.add_argument("--height", type=int, default=1080)
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
+    ap.add_argument("--reliable-delay", type=float, default=5.0, help="ms of work per frame of the reliable receiver")
+    ap.add_argument("--reliable-only", action="store_true", help="run only the reliable side-by-side scenario")
     args = ap.parse_args()
+    reliable = reliable_side_by_side(
+        seconds=args.seconds, rate=args.rate, width=args.width, height=args.height, delay=args.reliable_delay / 1000
+    )
+    print_reliable(reliable, args.width, args.height)
+    if args.reliable_only:
+        if args.json:
+            args.json.write_text(json.dumps({"reliable": reliable, "machine": {"cpus": os.cpu_count()}}, indent=2))
+        return 0
     common = dict(seconds=args.seconds, rate=args.rate, max_rate=args.max_rate, width=args.width, height=args.height)
     rows = [stall_ab(seconds=args.seconds * 2, width=args.width, height=args.height)]
     ab = rows[0]
@@ -337,6 +447,7 @@ def main() -> int:
                     "rows": rows,
                     "stalled_cost_pct": cost,
                     "stalled_ab": ab,
+                    "reliable": reliable,
                 },
                 indent=2,
             )

@@ -56,6 +56,7 @@ def build_source(settings: PipelineSettings, *, plan: Any, keep_alpha: bool = Fa
             "timeout": settings.source_timeout,
             "backpressure": "latest" if settings.source_latest else "block",
             "security": ClientSecurity.from_dir(settings.source_secure) if settings.source_secure else None,
+            "reliable": settings.source_reliable,
         }
         if keep_alpha:
             options["keep_alpha"] = True
@@ -167,6 +168,7 @@ def _publishers(settings: PipelineSettings) -> list[Any]:
             compression=None if settings.compress == "none" else settings.compress,
             security=security,
             wait_subscribers=settings.publish_wait,
+            reliable=settings.publish_reliable,
             **extra,
         )
         for url in settings.publish

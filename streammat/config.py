@@ -99,6 +99,8 @@ class PipelineSettings(MattingSettings):
     source_timeout: Annotated[float, Field(gt=0)] | None = None
     source_latest: bool = False
     source_secure: str | None = None
+    #: lossless ZeroMQ input: credit-based flow control with a publisher that offers it
+    source_reliable: bool = False
 
     # -- pipeline ----------------------------------------------------------------
     #: batches buffered between decode, matting and encode
@@ -120,6 +122,8 @@ class PipelineSettings(MattingSettings):
     publish_secure: str | None = None
     publish_hwm: PositiveInt | None = None
     publish_wait: Annotated[int, Field(ge=0, le=1000)] = 0
+    #: also serve --reliable receivers (the pipeline waits for one that falls a backlog behind)
+    publish_reliable: bool = False
     preview: bool = False
     #: virtual camera device ("" = the default device), None = off
     virtual_camera: str | None = None

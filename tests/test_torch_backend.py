@@ -219,9 +219,8 @@ def test_half_precision_is_kept_only_where_the_masks_hold() -> None:
 
 
 def test_process_with_the_torch_backend_says_so_and_mattes(tiny_home, clip, tmp_path, capsys) -> None:
-    from streammat.readback import read_rgba
-
     from streammat.cli import main
+    from streammat.readback import read_rgba
 
     src = clip("in.mp4", width=96, height=64, frames=6)
     out = tmp_path / "out.mkv"

@@ -16,15 +16,19 @@ import zstandard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from streammat.errors import TransportError
 from streammat.transport.protocol import (
     LAYOUTS,
     ControlHeader,
+    Credit,
     DecodedFrame,
     FrameHeader,
     MalformedMessage,
     decode_message,
     encode_control,
+    encode_credit,
     encode_frame,
+    parse_credit,
     parse_header,
     plane_shapes,
 )
@@ -113,6 +117,15 @@ def _raw_header(**kw) -> bytes:
         {"stream": ""},
         {"stream": "../../x"},
         {"pts": 1.5},
+        {"time_base": "1/9999999999"},  # terms above 2**31-1 overflow encoders
+        {"time_base": "2147483648/2147483648"},  # even when the fraction reduces
+        {"time_base": "1000000000/1", "pts": 10**10},  # 10^19 s
+        {"pts": -(2**63)},
+        {"kind": "idle", "next_seq": 0, "time": 1.0, "reliable": "http://x"},
+        {"kind": "idle", "next_seq": 0, "time": 1.0, "reliable": 5},
+        {"kind": "idle", "next_seq": 0, "time": 1.0, "heartbeat": 0},
+        {"kind": "idle", "next_seq": 0, "time": 1.0, "heartbeat": 1e9},
+        {"kind": "eos", "next_seq": 0, "time": 1.0, "heartbeat": "1s"},
     ],
 )
 def test_bad_header_fields_are_malformed(change: dict) -> None:
@@ -214,6 +227,50 @@ def test_fuzz_whole_messages(parts: list, with_header: bool) -> None:
         decode_message(parts)
     except MalformedMessage:
         pass
+
+
+_TERM = 2**31 - 1
+
+
+@_FUZZ
+@given(
+    st.integers(min_value=1, max_value=10**10),
+    st.integers(min_value=1, max_value=10**10),
+    st.integers(min_value=-(2**64), max_value=2**64),
+)
+def test_fuzz_extreme_timestamps_are_decoded_in_range_or_malformed(num: int, den: int, pts: int) -> None:
+    """Whatever the numbers, a receiver gets a frame whose time is within the protocol's
+    bounds (so its arithmetic and its encoders cannot overflow), or a malformed message."""
+    parts = _wire(encode_frame(b"", _header(), _planes("rgba")))
+    d = json.loads(parts[1])
+    d.update(pts=pts, time_base=f"{num}/{den}")
+    try:
+        msg = decode_message([parts[0], json.dumps(d).encode(), *parts[2:]])
+    except MalformedMessage:
+        assert num > _TERM or den > _TERM or abs(Fraction(pts * num, den)) > 10**9 or abs(pts) >= 2**63
+        return
+    assert isinstance(msg, DecodedFrame)
+    tb = msg.header.time_base
+    assert tb.numerator <= _TERM and tb.denominator <= _TERM and abs(msg.header.pts * tb) <= 10**9
+
+
+def test_a_publisher_refuses_timestamps_outside_the_protocol() -> None:
+    with Publisher("tcp://127.0.0.1:*", heartbeat=None) as pub:
+        for pts, tb in ((0, Fraction(1, 9_999_999_999)), (10**10, Fraction(10**9, 1))):
+            with pytest.raises(TransportError, match="cannot send frame"):
+                pub.send_frame(_planes("rgba"), layout="rgba", pts=pts, time_base=tb, index=0)
+
+
+def test_credit_round_trip_and_validation() -> None:
+    credit = Credit("cam", 16, 40, "abc123")
+    assert parse_credit(encode_credit(credit)) == credit
+    assert parse_credit(encode_credit(Credit("", 1, 0, None))).stream is None
+    for bad in ({"window": 0}, {"window": 5000}, {"consumed": -1}, {"stream": "../x"}, {"kind": "frame"}, {"v": 2}):
+        d = {**credit.to_json(), **bad}
+        with pytest.raises(MalformedMessage):
+            parse_credit([json.dumps(d).encode()])
+    with pytest.raises(MalformedMessage):
+        parse_credit([b"{", b"x"])
 
 
 # -- the documented example client ------------------------------------------------------

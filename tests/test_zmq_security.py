@@ -44,7 +44,7 @@ def test_keys_generate_layout_and_no_silent_overwrite(keys: Path, capsys: pytest
     assert (keys / "server.key").read_bytes() != before
 
 
-def test_only_the_authorized_client_receives(keys: Path, tmp_path: Path) -> None:
+def test_only_the_authorized_client_receives_and_the_others_are_told_why(keys: Path, tmp_path: Path) -> None:
     other = tmp_path / "other"
     other.mkdir()
     generate_keys(other)  # a second, unknown set: client and server keys nobody authorized
@@ -53,35 +53,40 @@ def test_only_the_authorized_client_receives(keys: Path, tmp_path: Path) -> None
     url = sink.endpoint
     pub = sink._pub
     assert pub is not None
-    clients = {
-        "good": Subscription(url, security=ClientSecurity.from_dir(keys)),
-        "unknown key": Subscription(url, security=ClientSecurity(other / "client.key_secret", keys / "server.key")),
-        "null": Subscription(url),
-        "wrong server key": Subscription(
-            url, security=ClientSecurity(keys / "client.key_secret", other / "server.key")
-        ),
+    refused = {  # what each wrong client is told, instead of waiting in silence
+        "unknown key": (ClientSecurity(other / "client.key_secret", keys / "server.key"), "refused our CURVE key"),
+        "null": (None, "handshake fails"),
+        "wrong server key": (ClientSecurity(keys / "client.key_secret", other / "server.key"), "handshake fails"),
     }
-    got = {name: 0 for name in clients}
+    good = Subscription(url, security=ClientSecurity.from_dir(keys))
+    bad = {name: Subscription(url, security=sec) for name, (sec, _) in refused.items()}
+    errors: dict[str, str] = {}
+    got = 0
     try:
-        for c in clients.values():
+        for c in (good, *bad.values()):
             c.open()
         plane = np.full((6, 8, 4), 7, np.uint8)
         deadline = time.monotonic() + 5
         sent = 0
-        while time.monotonic() < deadline and (got["good"] < 5 or sent < 40):  # bounded by time
+        while time.monotonic() < deadline and (got < 5 or len(errors) < len(bad)):  # bounded by time
             pub.send_frame([plane], layout="rgba", pts=sent, time_base=Fraction(1, 25), index=sent)
             sent += 1
-            for name, c in clients.items():
-                f = c.receive(0.01)
-                if f is not None:
-                    got[name] += 1
-                    assert name == "good" and int(f.rgba()[0, 0, 0]) == 7
-        assert got["good"] >= 5
-        assert got["unknown key"] == got["null"] == got["wrong server key"] == 0
-        for name in ("unknown key", "null", "wrong server key"):
-            assert clients[name].stats["idle"] == 0  # not even a heartbeat leaked
+            f = good.receive(0.01)
+            if f is not None:
+                got += 1
+                assert int(f.rgba()[0, 0, 0]) == 7
+            for name, c in bad.items():
+                if name not in errors:
+                    try:
+                        assert c.receive(0.01) is None
+                    except TransportError as exc:
+                        errors[name] = str(exc)
+        assert got >= 5
+        for name, (_, message) in refused.items():
+            assert message in errors.get(name, "no error"), name
+            assert url in errors[name] and bad[name].stats["idle"] == 0  # not even a heartbeat leaked
     finally:
-        for c in clients.values():
+        for c in (good, *bad.values()):
             c.close()
         sink.close()
 

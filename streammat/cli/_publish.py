@@ -17,6 +17,7 @@ PUBLISH_OPTIONS = {
     "publish_secure": "publish_secure",
     "publish_hwm": "publish_hwm",
     "publish_wait": "publish_wait",
+    "publish_reliable": "publish_reliable",
 }
 
 
@@ -43,7 +44,7 @@ def add_publish_arguments(parser: argparse.ArgumentParser) -> None:
         "--publish-secure",
         metavar="KEYS_DIR",
         default=None,
-        help="require CURVE encryption and client keys from KEYS_DIR (see `streammat keys generate`)",
+        help="require CURVE encryption and client keys from KEYS_DIR (made by: streammat keys generate KEYS_DIR)",
     )
     g.add_argument(
         "--publish-hwm",
@@ -58,4 +59,11 @@ def add_publish_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         metavar="N",
         help="before the first frame, wait (up to 10 s) until N subscribers are connected",
+    )
+    g.add_argument(
+        "--publish-reliable",
+        action="store_true",
+        default=None,
+        help="also serve receivers started with --reliable: they get every frame, and when one falls a backlog "
+        "behind, the pipeline waits for it (plain subscribers are never waited for)",
     )

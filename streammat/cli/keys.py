@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import OutputError
+from ..transport.security import generate_keys, has_keys, require_curve
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("keys", help="manage CURVE keys for secure ZeroMQ streams")
@@ -24,9 +27,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..transport.security import generate_keys, require_curve
-
     require_curve()
+    if not args.force and has_keys(args.directory):
+        raise OutputError(f"{args.directory} already holds keys; use --force to replace them")
     paths = generate_keys(args.directory, overwrite=args.force)
     for name, path in paths.items():
         print(f"{name:20} {path}")

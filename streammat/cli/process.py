@@ -34,6 +34,7 @@ OPTIONS = {
     "source_timeout": "source_timeout",
     "source_latest": "source_latest",
     "source_secure": "source_secure",
+    "source_reliable": "source_reliable",
     **PUBLISH_OPTIONS,
 }
 
@@ -70,7 +71,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     z.add_argument("--source-topic", help="subscribe to this topic prefix only")
     z.add_argument("--source-timeout", type=float, help="give up when nothing arrives for S seconds (default: wait)")
     z.add_argument("--source-latest", action="store_true", default=None, help="keep only the newest frame")
-    z.add_argument("--source-secure", metavar="KEYS_DIR", help="CURVE client keys (see `streammat keys generate`)")
+    z.add_argument("--source-secure", metavar="KEYS_DIR", help="CURVE client keys (see 'streammat keys generate')")
+    z.add_argument(
+        "--source-reliable",
+        action="store_true",
+        default=None,
+        help="receive every frame (the publisher needs --publish-reliable; it then waits for us)",
+    )
     add_publish_arguments(p)
     p.set_defaults(func=run)
 

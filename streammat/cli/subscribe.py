@@ -29,6 +29,7 @@ OPTIONS = {
     "frames": "frames",
     "latest": "source_latest",
     "secure": "source_secure",
+    "reliable": "source_reliable",
 }
 
 
@@ -54,6 +55,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--frames", type=int, metavar="N", help="stop after N frames")
     p.add_argument("--latest", action="store_true", default=None, help="keep only the newest frame when behind")
+    p.add_argument(
+        "--reliable",
+        action="store_true",
+        default=None,
+        help="record every frame: credit-based flow control with a publisher started with --publish-reliable",
+    )
     p.add_argument(
         "--secure",
         metavar="KEYS_DIR",

@@ -1,5 +1,6 @@
-"""ZeroMQ transport: the wire format (``protocol``), sockets, CURVE security, and the
-publisher/subscriber endpoints. The contract is ``docs/protocol.md``."""
+"""ZeroMQ transport: the wire format (``protocol``), sockets, CURVE security, the
+publisher/subscriber endpoints and the lossless ``reliable`` channel between them. The
+contract is ``docs/protocol.md``."""
 
 from __future__ import annotations
 

@@ -27,29 +27,38 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..errors import TransportError
+from ..errors import ConfigError, TransportError
+from ..limits import MAX_PIXELS
 
 __all__ = [
     "PROTOCOL_VERSION",
     "LAYOUTS",
     "ENCODINGS",
     "MAX_DIMENSION",
-    "DEFAULT_MAX_PIXELS",
+    "MAX_PIXELS",
     "MAX_HEADER_BYTES",
     "MAX_TOPIC_BYTES",
     "MalformedMessage",
     "FrameHeader",
     "ControlHeader",
+    "Credit",
+    "MAX_WINDOW",
+    "RELIABLE_MARKER",
     "DecodedFrame",
     "Layout",
     "Encoding",
+    "MAX_TIME_BASE_TERM",
+    "MAX_SECONDS",
     "plane_shapes",
-    "frame_bytes",
+    "check_time",
+    "check_topic",
     "max_message_size",
     "encode_frame",
     "encode_control",
     "parse_header",
     "decode_message",
+    "encode_credit",
+    "parse_credit",
 ]
 
 PROTOCOL_VERSION = 1
@@ -59,12 +68,23 @@ Encoding = Literal["raw", "zstd", "zlib"]
 LAYOUTS: dict[str, tuple[int, ...]] = {"rgba": (4,), "rgb+a": (3, 1), "rgb": (3,), "a": (1,)}
 ENCODINGS = ("raw", "zstd", "zlib")
 MAX_DIMENSION = 16384
-DEFAULT_MAX_PIXELS = 7680 * 4320  # 8K UHD
 MAX_HEADER_BYTES = 4096
 MAX_TOPIC_BYTES = 255
+#: numerator and denominator of a time base: 1 .. 2**31-1 (what containers and codecs store)
+MAX_TIME_BASE_TERM = 2**31 - 1
+#: a frame's time, ``pts * time_base``, lies within ± this many seconds (about 31 years)
+MAX_SECONDS = 10**9
 _MAX_INT = 2**63 - 1
 _STREAM_RE = re.compile(r"[0-9A-Za-z_-]{1,64}")
 _TB_RE = re.compile(r"([1-9][0-9]{0,9})/([1-9][0-9]{0,9})")
+_RELIABLE_RE = re.compile(r"(tcp|ipc|inproc)://[^\s]{1,255}")
+#: the most frames a reliable receiver may ask to have in flight
+MAX_WINDOW = 4096
+#: a reliable receiver's discovery socket subscribes to this prefix too, so a publisher
+#: can tell it from a plain subscriber (no UTF-8 topic starts with byte 0xff)
+RELIABLE_MARKER = b"\xffreliable"
+#: the longest heartbeat interval a publisher may announce, seconds
+MAX_HEARTBEAT = 3600.0
 
 
 class MalformedMessage(TransportError):
@@ -112,6 +132,10 @@ class ControlHeader:
     time: float
     #: eos only: False when the publisher stopped early (error, Ctrl-C)
     complete: bool = True
+    #: the endpoint of the publisher's reliable channel, when it offers one
+    reliable: str | None = None
+    #: the publisher's heartbeat interval, seconds (receivers scale their silence limit)
+    heartbeat: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -123,7 +147,36 @@ class ControlHeader:
         }
         if self.kind == "eos":
             d["complete"] = self.complete
+        if self.reliable is not None:
+            d["reliable"] = self.reliable
+        if self.heartbeat is not None:
+            d["heartbeat"] = self.heartbeat
         return d
+
+
+@dataclass(frozen=True)
+class Credit:
+    """A reliable receiver's flow-control message (receiver → publisher).
+
+    The publisher may have at most ``window`` frames of ``stream`` sent to this receiver
+    and not yet ``consumed`` (counted from the receiver's first frame of that stream).
+    Absolute counts make the message idempotent: repeats and keepalives are harmless."""
+
+    topic: str
+    window: int
+    consumed: int
+    #: the stream the count refers to (None before the first frame)
+    stream: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "v": PROTOCOL_VERSION,
+            "kind": "credit",
+            "stream": self.stream,
+            "topic": self.topic,
+            "window": self.window,
+            "consumed": self.consumed,
+        }
 
 
 @dataclass(frozen=True)
@@ -138,11 +191,32 @@ def plane_shapes(layout: str, width: int, height: int) -> list[tuple[int, ...]]:
     return [(height, width, c) if c > 1 else (height, width) for c in LAYOUTS[layout]]
 
 
-def frame_bytes(layout: str, width: int, height: int) -> int:
-    return width * height * sum(LAYOUTS[layout])
+def check_time(pts: int, time_base: Fraction) -> str | None:
+    """Why ``pts``/``time_base`` is outside the protocol's range, or None when it is inside.
+
+    The bounds keep every receiver's arithmetic (and the encoders it feeds) in range: a
+    time base of 1/9999999999 or a time of 10^19 s overflows PyAV and most containers."""
+    if not (0 < time_base.numerator <= MAX_TIME_BASE_TERM and 0 < time_base.denominator <= MAX_TIME_BASE_TERM):
+        return f"time_base {time_base}: numerator and denominator must be in 1..{MAX_TIME_BASE_TERM}"
+    if not -_MAX_INT <= pts <= _MAX_INT:
+        return f"pts {pts} is outside the 64-bit range"
+    if abs(pts * time_base) > MAX_SECONDS:
+        return f"pts {pts} at time_base {time_base} is more than {MAX_SECONDS} s from zero"
+    return None
 
 
-def max_message_size(max_pixels: int = DEFAULT_MAX_PIXELS) -> int:
+def check_topic(topic: object) -> bytes:
+    """A topic as its wire bytes; ``ConfigError`` unless it is a str of at most
+    ``MAX_TOPIC_BYTES`` UTF-8 bytes (longer ones make every message malformed)."""
+    if not isinstance(topic, str):
+        raise ConfigError(f"topic: expected a string, got {type(topic).__name__} {topic!r}")
+    raw = topic.encode("utf-8")
+    if len(raw) > MAX_TOPIC_BYTES:
+        raise ConfigError(f"topic: {len(raw)} bytes in UTF-8; the protocol allows at most {MAX_TOPIC_BYTES}")
+    return raw
+
+
+def max_message_size(max_pixels: int = MAX_PIXELS) -> int:
     """A MAXMSGSIZE for receiving sockets: the largest raw RGBA frame plus headers."""
     return max_pixels * 4 + MAX_HEADER_BYTES + MAX_TOPIC_BYTES + 1024
 
@@ -210,7 +284,7 @@ def _time(v: Any, key: str, *, optional: bool) -> float | None:
     return float(v)
 
 
-def parse_header(data: bytes | memoryview, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> FrameHeader | ControlHeader:
+def parse_header(data: bytes | memoryview, *, max_pixels: int = MAX_PIXELS) -> FrameHeader | ControlHeader:
     """Parse and validate a header part. Raises ``MalformedMessage``."""
     if len(data) > MAX_HEADER_BYTES:
         raise MalformedMessage(f"header of {len(data)} bytes exceeds {MAX_HEADER_BYTES}")
@@ -230,12 +304,22 @@ def parse_header(data: bytes | memoryview, *, max_pixels: int = DEFAULT_MAX_PIXE
         complete = d.get("complete", True)
         if not isinstance(complete, bool):
             raise MalformedMessage(f"header field 'complete': expected a boolean, got {complete!r}")
+        reliable = d.get("reliable")
+        if reliable is not None and not (isinstance(reliable, str) and _RELIABLE_RE.fullmatch(reliable)):
+            raise MalformedMessage(f"header field 'reliable': expected an endpoint, got {reliable!r}")
+        heartbeat = d.get("heartbeat")
+        if heartbeat is not None and (_time(heartbeat, "heartbeat", optional=False) == 0 or heartbeat > MAX_HEARTBEAT):
+            raise MalformedMessage(
+                f"header field 'heartbeat': expected seconds in (0, {MAX_HEARTBEAT}], got {heartbeat!r}"
+            )
         return ControlHeader(
             kind=kind,
             stream=stream,
             next_seq=_int(d, "next_seq"),
             time=_time(d.get("time"), "time", optional=False),  # type: ignore[arg-type]
             complete=complete,
+            reliable=reliable,
+            heartbeat=None if heartbeat is None else float(heartbeat),
         )
     if kind != "frame":
         raise MalformedMessage(f"unknown message kind {kind!r}")
@@ -249,14 +333,20 @@ def parse_header(data: bytes | memoryview, *, max_pixels: int = DEFAULT_MAX_PIXE
     if encoding not in ENCODINGS:
         raise MalformedMessage(f"unknown encoding {encoding!r}; expected one of {ENCODINGS}")
     m = _TB_RE.fullmatch(_str(d, "time_base"))
-    if not m:
-        raise MalformedMessage(f"header field 'time_base': expected 'num/den', got {d.get('time_base')!r}")
+    if not m or max(int(m.group(1)), int(m.group(2))) > MAX_TIME_BASE_TERM:
+        raise MalformedMessage(
+            f"header field 'time_base': expected 'num/den' with both in 1..{MAX_TIME_BASE_TERM}, "
+            f"got {d.get('time_base')!r}"
+        )
+    pts, time_base = _int(d, "pts", lo=-_MAX_INT), Fraction(int(m.group(1)), int(m.group(2)))
+    if (problem := check_time(pts, time_base)) is not None:
+        raise MalformedMessage(f"header fields 'pts'/'time_base': {problem}")
     return FrameHeader(
         stream=stream,
         seq=_int(d, "seq"),
         index=_int(d, "index"),
-        pts=_int(d, "pts", lo=-_MAX_INT),
-        time_base=Fraction(int(m.group(1)), int(m.group(2))),
+        pts=pts,
+        time_base=time_base,
         capture_time=_time(d.get("capture_time"), "capture_time", optional=True),
         width=width,
         height=height,
@@ -288,9 +378,7 @@ def _decompress(encoding: str, data: memoryview, expected: int) -> bytes:
     return out
 
 
-def decode_message(
-    parts: Sequence[Any], *, max_pixels: int = DEFAULT_MAX_PIXELS
-) -> DecodedFrame | tuple[bytes, ControlHeader]:
+def decode_message(parts: Sequence[Any], *, max_pixels: int = MAX_PIXELS) -> DecodedFrame | tuple[bytes, ControlHeader]:
     """Decode a received multipart message (``bytes`` or ``zmq.Frame`` parts).
 
     Raw planes are zero-copy views of the received buffers. Raises ``MalformedMessage``."""
@@ -317,3 +405,30 @@ def decode_message(
             raise MalformedMessage(f"payload of {len(buf)} bytes, header implies {expected} ({shape})")
         planes.append(np.frombuffer(buf, dtype=np.uint8).reshape(shape))
     return DecodedFrame(topic, header, tuple(planes))
+
+
+# -- the reliable channel's flow control -----------------------------------------------
+def encode_credit(credit: Credit) -> list[bytes]:
+    return [json.dumps(credit.to_json(), separators=(",", ":")).encode()]
+
+
+def parse_credit(parts: Sequence[Any]) -> Credit:
+    """Validate a receiver's credit message (one JSON part). Raises ``MalformedMessage``."""
+    if len(parts) != 1:
+        raise MalformedMessage(f"credit message: expected 1 part, got {len(parts)}")
+    data = _buffer(parts[0])
+    if len(data) > MAX_HEADER_BYTES:
+        raise MalformedMessage(f"credit message of {len(data)} bytes exceeds {MAX_HEADER_BYTES}")
+    try:
+        d = json.loads(bytes(data).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise MalformedMessage(f"credit message is not UTF-8 JSON: {exc}") from exc
+    if not isinstance(d, dict) or d.get("kind") != "credit" or d.get("v") != PROTOCOL_VERSION:
+        raise MalformedMessage(f"not a version {PROTOCOL_VERSION} credit message: {str(d)[:80]}")
+    stream = d.get("stream")
+    if stream is not None and not (isinstance(stream, str) and _STREAM_RE.fullmatch(stream)):
+        raise MalformedMessage(f"credit field 'stream': expected null or a stream id, got {stream!r}")
+    topic = _str(d, "topic")
+    if len(topic.encode()) > MAX_TOPIC_BYTES:
+        raise MalformedMessage(f"credit field 'topic' exceeds {MAX_TOPIC_BYTES} bytes")
+    return Credit(topic, _int(d, "window", lo=1, hi=MAX_WINDOW), _int(d, "consumed"), stream)

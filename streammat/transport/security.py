@@ -31,6 +31,7 @@ __all__ = [
     "ServerSecurity",
     "ClientSecurity",
     "generate_keys",
+    "has_keys",
     "require_curve",
     "start_authenticator",
     "apply_server",
@@ -81,22 +82,38 @@ class ClientSecurity:
         return cls(d / "client.key_secret", d / "server.key")
 
 
+#: file modes set explicitly, whatever the umask: whoever can write ``authorized_clients/``
+#: can authorize themselves, and whoever can read a secret key can impersonate its owner
+DIR_MODE, SECRET_MODE, PUBLIC_MODE = 0o700, 0o600, 0o644
+KEY_FILES = ("server.key", "server.key_secret", "client.key", "client.key_secret")
+
+
+def has_keys(directory: str | Path) -> bool:
+    """Whether ``directory`` already holds any of the key files ``generate_keys`` writes."""
+    return any((Path(directory) / n).exists() for n in KEY_FILES)
+
+
 def generate_keys(directory: str | Path, *, overwrite: bool = False) -> dict[str, Path]:
-    """Write a server and a client key pair (see the module docstring for the layout)."""
+    """Write a server and a client key pair (see the module docstring for the layout).
+
+    Folders get mode 0700, secret keys 0600 and public keys 0644, whatever the umask."""
     d = Path(directory)
-    names = ["server.key", "server.key_secret", "client.key", "client.key_secret"]
-    if not overwrite and any((d / n).exists() for n in names):
-        raise TransportError(f"{d} already holds keys; pass overwrite=True (--force) to replace them")
+    if not overwrite and has_keys(d):
+        raise TransportError(f"{d} already holds keys; pass overwrite=True to replace them")
+    clients = d / "authorized_clients"
     try:
-        (d / "authorized_clients").mkdir(parents=True, exist_ok=True)
+        clients.mkdir(parents=True, exist_ok=True)
+        for folder in (d, clients):
+            folder.chmod(DIR_MODE)
         with tempfile.TemporaryDirectory(dir=d) as tmp:
             for who in ("server", "client"):
                 zmq.auth.create_certificates(tmp, who)
                 for ext in (".key", ".key_secret"):
                     shutil.move(str(Path(tmp) / f"{who}{ext}"), d / f"{who}{ext}")
-        (d / "server.key_secret").chmod(0o600)
-        (d / "client.key_secret").chmod(0o600)
-        shutil.copyfile(d / "client.key", d / "authorized_clients" / "client.key")
+        shutil.copyfile(d / "client.key", clients / "client.key")
+        for name in KEY_FILES:
+            (d / name).chmod(SECRET_MODE if name.endswith("_secret") else PUBLIC_MODE)
+        (clients / "client.key").chmod(PUBLIC_MODE)
     except OSError as exc:
         raise TransportError(f"cannot write keys to {d}: {exc}") from exc
     return {
@@ -104,7 +121,7 @@ def generate_keys(directory: str | Path, *, overwrite: bool = False) -> dict[str
         "server_secret": d / "server.key_secret",
         "client_public": d / "client.key",
         "client_secret": d / "client.key_secret",
-        "authorized_clients": d / "authorized_clients",
+        "authorized_clients": clients,
     }
 
 

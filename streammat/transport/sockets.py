@@ -11,13 +11,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import re
 import time
 from collections.abc import Iterator
 
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
-from ..errors import TransportError
+from ..errors import ConfigError, TransportError
 from .security import ClientSecurity, ServerSecurity, apply_client, apply_server
 
 __all__ = [
@@ -30,6 +31,8 @@ __all__ = [
     "set_heartbeat",
     "set_keepalive",
     "pub_socket",
+    "router_socket",
+    "dealer_socket",
     "sub_socket",
 ]
 
@@ -42,12 +45,43 @@ DEFAULT_SNDHWM = 16
 DEFAULT_RCVHWM = 16
 DEFAULT_LINGER = 0.2  # seconds a closing socket may spend flushing
 DEFAULT_HEARTBEAT = 1.0  # seconds
+# Messages a reliable channel's pipe holds: credit bounds the frames in it (a window is at
+# most protocol.MAX_WINDOW), this leaves room for heartbeats and the end of stream on top.
+RELIABLE_HWM = 8192
 
 
-def check_url(url: str) -> str:
-    """Accept ``tcp://`` and ``ipc://`` (and ``inproc://``) endpoints."""
-    if not isinstance(url, str) or not url.startswith(("tcp://", "ipc://", "inproc://")):
-        raise TransportError(f"expected a tcp://, ipc:// or inproc:// endpoint, got {url!r}")
+_ENDPOINTS = "tcp://HOST:PORT (PORT 1-65535 or *), ipc://PATH or inproc://NAME"
+_TCP_RE = re.compile(r"tcp://(?P<host>[^\s/]+):(?P<port>\*|[0-9]{1,5})")
+# the sun_path of a Unix socket holds 107 bytes plus its terminating NUL
+_MAX_IPC_PATH = 107
+
+
+def check_url(url: object) -> str:
+    """``url`` itself when it is an endpoint publishers and subscribers can use, else
+    ``ConfigError`` naming it. libzmq would accept some wrong ones silently (port 99999
+    listens on another port), so they are refused here, before any socket exists."""
+
+    def bad(why: str) -> ConfigError:
+        return ConfigError(f"endpoint {url!r}: {why}; expected {_ENDPOINTS}")
+
+    if not isinstance(url, str):
+        raise bad(f"not a string ({type(url).__name__})")
+    if url.startswith("tcp://"):
+        m = _TCP_RE.fullmatch(url)
+        if m is None:
+            raise bad("not HOST:PORT")
+        port = m.group("port")
+        if port != "*" and not 1 <= int(port) <= 65535:
+            raise bad(f"port {port} is outside 1-65535")
+    elif url.startswith("ipc://"):
+        path = url[len("ipc://") :]
+        if not path or len(path.encode()) > _MAX_IPC_PATH:
+            raise bad(f"the path must have 1-{_MAX_IPC_PATH} bytes")
+    elif url.startswith("inproc://"):
+        if not url[len("inproc://") :]:
+            raise bad("empty name")
+    else:
+        raise bad("unknown transport")
     return url
 
 
@@ -100,17 +134,113 @@ def pub_socket(
 
     It is an XPUB (a PUB that also reports subscriptions, verbosely: one per subscriber)
     so a publisher can wait for its first subscribers; on the wire it is a PUB."""
+    options = {zmq.XPUB_VERBOSE: 1, zmq.SNDHWM: max(1, sndhwm), zmq.SNDTIMEO: 0}
+    return _bound(ctx, zmq.XPUB, url, options, linger, heartbeat, zmtp_heartbeat, security, authenticator)
+
+
+def router_socket(
+    ctx: zmq.Context,
+    url: str,
+    *,
+    linger: float = DEFAULT_LINGER,
+    heartbeat: float | None = DEFAULT_HEARTBEAT,
+    security: ServerSecurity | None = None,
+    authenticator: ThreadAuthenticator | None = None,
+) -> zmq.Socket:
+    """The bound socket of a publisher's reliable channel. Sends fail (EHOSTUNREACH)
+    rather than vanish for a receiver that left (ROUTER_MANDATORY); credit, not the
+    high-water mark, bounds what is queued, so the mark only needs headroom."""
+    options = {
+        zmq.ROUTER_MANDATORY: 1,
+        zmq.SNDHWM: RELIABLE_HWM,
+        zmq.RCVHWM: RELIABLE_HWM,
+        zmq.MAXMSGSIZE: 64 * 1024,  # credit messages only
+    }
+    return _bound(ctx, zmq.ROUTER, url, options, linger, heartbeat, False, security, authenticator)
+
+
+def sub_socket(
+    ctx: zmq.Context,
+    url: str,
+    *,
+    topic: bytes = b"",
+    marker: bytes | None = None,
+    rcvhwm: int = DEFAULT_RCVHWM,
+    maxmsgsize: int = -1,
+    heartbeat: float | None = DEFAULT_HEARTBEAT,
+    security: ClientSecurity | None = None,
+    zmtp_heartbeat: bool = False,
+) -> zmq.Socket:
+    """A connected SUB socket with a message size limit; libzmq reconnects by itself.
+
+    ``marker``: a prefix subscribed to *before* ``topic``, so a publisher that counts
+    subscriptions sees what kind of subscriber this is before it sees the subscriber."""
+    options = {zmq.RCVHWM: max(1, rcvhwm), zmq.MAXMSGSIZE: maxmsgsize}
+    subscriptions = (topic,) if marker is None else (marker, topic)
+    return _connected(ctx, zmq.SUB, url, options, heartbeat, zmtp_heartbeat, security, subscriptions)
+
+
+def dealer_socket(
+    ctx: zmq.Context,
+    url: str,
+    *,
+    maxmsgsize: int = -1,
+    heartbeat: float | None = DEFAULT_HEARTBEAT,
+    security: ClientSecurity | None = None,
+) -> zmq.Socket:
+    """A reliable receiver's connected socket (see ``router_socket``)."""
+    options = {zmq.RCVHWM: RELIABLE_HWM, zmq.SNDHWM: RELIABLE_HWM, zmq.MAXMSGSIZE: maxmsgsize}
+    return _connected(ctx, zmq.DEALER, url, options, heartbeat, False, security)
+
+
+def _bound(
+    ctx: zmq.Context,
+    kind: int,
+    url: str,
+    options: dict[int, int],
+    linger: float,
+    heartbeat: float | None,
+    zmtp_heartbeat: bool,
+    security: ServerSecurity | None,
+    authenticator: ThreadAuthenticator | None,
+) -> zmq.Socket:
     check_url(url)
-    sock = ctx.socket(zmq.XPUB)
+    sock = ctx.socket(kind)
     with _closed_on_error(sock, f"cannot bind {url}"):
-        sock.setsockopt(zmq.XPUB_VERBOSE, 1)
-        sock.setsockopt(zmq.SNDHWM, max(1, sndhwm))
+        for option, value in options.items():
+            sock.setsockopt(option, value)
         sock.setsockopt(zmq.LINGER, int(linger * 1000))
-        sock.setsockopt(zmq.SNDTIMEO, 0)
         _set_liveness(sock, heartbeat, zmtp_heartbeat)
         if security is not None:
             apply_server(sock, security, authenticator)
         _bind(sock, url)
+    return sock
+
+
+def _connected(
+    ctx: zmq.Context,
+    kind: int,
+    url: str,
+    options: dict[int, int],
+    heartbeat: float | None,
+    zmtp_heartbeat: bool,
+    security: ClientSecurity | None,
+    subscriptions: tuple[bytes, ...] = (),
+) -> zmq.Socket:
+    check_url(url)
+    sock = ctx.socket(kind)
+    with _closed_on_error(sock, f"cannot connect to {url}"):
+        for option, value in options.items():
+            sock.setsockopt(option, value)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.RECONNECT_IVL, 100)
+        sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
+        _set_liveness(sock, heartbeat, zmtp_heartbeat)
+        if security is not None:
+            apply_client(sock, security)
+        for topic in subscriptions:
+            sock.setsockopt(zmq.SUBSCRIBE, topic)
+        sock.connect(url)
     return sock
 
 
@@ -146,31 +276,3 @@ def _bind(sock: zmq.Socket, url: str, retry_for: float = 1.0) -> None:
             if exc.errno != zmq.EADDRINUSE or time.monotonic() >= deadline:
                 raise
             time.sleep(0.05)
-
-
-def sub_socket(
-    ctx: zmq.Context,
-    url: str,
-    *,
-    topic: bytes = b"",
-    rcvhwm: int = DEFAULT_RCVHWM,
-    maxmsgsize: int = -1,
-    heartbeat: float | None = DEFAULT_HEARTBEAT,
-    security: ClientSecurity | None = None,
-    zmtp_heartbeat: bool = False,
-) -> zmq.Socket:
-    """A connected SUB socket with a message size limit; libzmq reconnects by itself."""
-    check_url(url)
-    sock = ctx.socket(zmq.SUB)
-    with _closed_on_error(sock, f"cannot connect to {url}"):
-        sock.setsockopt(zmq.RCVHWM, max(1, rcvhwm))
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.MAXMSGSIZE, maxmsgsize)
-        sock.setsockopt(zmq.RECONNECT_IVL, 100)
-        sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
-        _set_liveness(sock, heartbeat, zmtp_heartbeat)
-        if security is not None:
-            apply_client(sock, security)
-        sock.setsockopt(zmq.SUBSCRIBE, topic)
-        sock.connect(url)
-    return sock

@@ -3,54 +3,58 @@
 ``subscribe(url)`` returns an open ``Subscription``: iterate it for ``ReceivedFrame``
 values. It
 
-- counts frames lost upstream from sequence numbers (``stats["gaps"]``) and skips and
-  counts malformed messages (``stats["malformed"]``), never crashing on them;
+- counts frames lost upstream from sequence numbers (``stats["gaps"]``, also learnt from
+  the publisher's idle and end-of-stream messages) and skips and counts malformed
+  messages (``stats["malformed"]``), never crashing on them;
 - with ``latest_only=True`` drains the socket and keeps only the newest complete frame
   (CONFLATE does not work with multipart messages), counting the skipped ones in
   ``stats["skipped"]``;
-- survives publisher restarts: libzmq reconnects the TCP connection; a dead peer is
-  detected by TCP keepalive and by a watchdog (no message, not even the publisher's
-  idle heartbeat, for 3 heartbeat intervals: the socket is replaced and reconnects,
-  ``stats["reconnects"]``); a new stream id (or a sequence reset) is counted in
-  ``stats["restarts"]`` and followed;
-- with ``timeout=S`` raises ``TransportError`` when nothing at all (not even the
-  publisher's idle heartbeat message) arrived for ``S`` seconds: a live publisher is
-  never silent for longer than its heartbeat interval, so silence means it is gone;
-- ends iteration at the publisher's end-of-stream message (``until_eos=True``, the
-  default), or keeps waiting for a new stream (``until_eos=False``).
+- always finishes: iteration ends at the publisher's end-of-stream message
+  (``end_reason == "eos"``) or, once frames came, when nothing at all (not even the
+  publisher's idle heartbeat) arrived for 3 heartbeat intervals (``end_reason ==
+  "silence"``: the publisher is gone, or its end-of-stream message was dropped for a
+  reader that fell behind); ``missing`` says how many frames are known to be lost;
+- before the first frame, survives a publisher that is not up yet or restarts: libzmq
+  reconnects; a dead peer is detected by TCP keepalive and by a watchdog (3 silent
+  heartbeat intervals: the socket is replaced, ``stats["reconnects"]``); a new stream
+  id (or a sequence reset) is counted in ``stats["restarts"]`` and followed;
+  ``until_eos=False`` keeps following new streams for ever;
+- fails with one line when the publisher refuses the handshake (a CURVE key it does not
+  accept), and logs one line when no publisher answered for a few seconds;
+- with ``timeout=S`` raises ``TransportError`` when nothing at all arrived for ``S`` s;
+- with ``reliable=True`` receives every frame over the publisher's reliable channel
+  (``streammat.transport.reliable``), granting credit for ``window`` frames: as they
+  are returned (``auto_ack=True``) or as the caller reports them consumed (``ack()``).
 
 ``close()`` may be called from another thread; iteration then stops within ~50 ms.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from fractions import Fraction
-from typing import TYPE_CHECKING
 
-import numpy as np
 import zmq
 
-from ..errors import TransportError
+from ..errors import ConfigError, TransportError
 from . import sockets
+from .handshake import HandshakeWatch
 from .protocol import (
-    DEFAULT_MAX_PIXELS,
+    MAX_PIXELS,
+    MAX_WINDOW,
+    RELIABLE_MARKER,
     ControlHeader,
     DecodedFrame,
-    FrameHeader,
     MalformedMessage,
+    check_topic,
     decode_message,
     max_message_size,
 )
+from .received import ReceivedFrame
+from .reliable import DEFAULT_WINDOW, CreditLedger, announced_url
 from .security import ClientSecurity
-
-if TYPE_CHECKING:
-    import torch
 
 __all__ = ["ReceivedFrame", "Subscription", "subscribe"]
 
@@ -58,68 +62,22 @@ log = logging.getLogger(__name__)
 
 _POLL_MS = 50
 _MAX_DRAIN = 1000  # messages read per drain in latest_only mode
+SILENT_INTERVALS = 3  # heartbeat intervals of silence that mean the publisher is gone
+_WAIT_NOTICE = 3.0  # seconds without any message before saying what we wait for
 
 
-@dataclass(frozen=True, kw_only=True)
-class ReceivedFrame(FrameHeader):
-    """One received frame: its header's fields (``stream``, ``seq``, ``pts``, ``time_base``,
-    ``width``, ``layout``…) plus the pictures. ``image`` is ``(H,W,3)`` and ``alpha``
-    ``(H,W)`` uint8 numpy arrays (either may be None, by layout); they may be read-only
-    views of the message."""
-
-    topic: str
-    image: np.ndarray | None
-    alpha: np.ndarray | None
-    #: ``time.time()`` when the message was received
-    received_at: float
-
-    @property
-    def latency(self) -> float | None:
-        """Capture → receipt, seconds (same-clock hosts only), or None."""
-        return None if self.capture_time is None else self.received_at - self.capture_time
-
-    @property
-    def time(self) -> Fraction:
-        return self.pts * self.time_base
-
-    def rgba(self) -> np.ndarray:
-        """Straight RGBA ``(H,W,4)`` uint8 (alpha 255 when absent, black when no colour)."""
-        out = np.empty((self.height, self.width, 4), dtype=np.uint8)
-        out[..., :3] = 0 if self.image is None else self.image
-        out[..., 3] = 255 if self.alpha is None else self.alpha
-        return out
-
-    def as_tensor(self) -> torch.Tensor:
-        """A writable ``(H,W,C)`` uint8 tensor: C=4 for RGBA layouts, 3 for ``rgb``, 1 for ``a``."""
-        import torch  # lazily: plain subscribers need no torch
-
-        if self.image is not None and self.alpha is not None:
-            return torch.from_numpy(self.rgba())
-        if self.image is not None:
-            return torch.from_numpy(np.array(self.image, copy=True))
-        assert self.alpha is not None
-        return torch.from_numpy(np.array(self.alpha[..., None], copy=True))
-
-    @classmethod
-    def from_decoded(cls, msg: DecodedFrame, received_at: float) -> ReceivedFrame:
-        h = msg.header
-        image = alpha = None
-        if h.layout == "rgba":
-            image, alpha = msg.planes[0][..., :3], msg.planes[0][..., 3]
-        elif h.layout == "rgb+a":
-            image, alpha = msg.planes
-        elif h.layout == "rgb":
-            image = msg.planes[0]
-        else:
-            alpha = msg.planes[0]
-        header = {f.name: getattr(h, f.name) for f in dataclasses.fields(FrameHeader)}
-        return cls(
-            **header,
-            topic=msg.topic.decode("utf-8", "replace"),
-            image=image,
-            alpha=alpha,
-            received_at=received_at,
-        )
+def _check_options(
+    timeout: float | None, heartbeat: float | None, rcvhwm: int | None, max_pixels: int, window: int
+) -> None:
+    for name, value in (("timeout", timeout), ("heartbeat", heartbeat)):
+        if value is not None and not (isinstance(value, int | float) and value > 0):
+            raise ConfigError(f"{name}: expected seconds > 0 or None, got {value!r}")
+    if rcvhwm is not None and (type(rcvhwm) is not int or rcvhwm < 1):
+        raise ConfigError(f"rcvhwm: expected an integer >= 1 (frames), got {rcvhwm!r}")
+    if type(max_pixels) is not int or max_pixels < 1:
+        raise ConfigError(f"max_pixels: expected an integer >= 1, got {max_pixels!r}")
+    if type(window) is not int or not 1 <= window <= MAX_WINDOW:
+        raise ConfigError(f"window: expected an integer in 1..{MAX_WINDOW} (frames), got {window!r}")
 
 
 class Subscription:
@@ -136,10 +94,17 @@ class Subscription:
         until_eos: bool = True,
         rcvhwm: int | None = None,
         heartbeat: float | None = sockets.DEFAULT_HEARTBEAT,
-        max_pixels: int = DEFAULT_MAX_PIXELS,
+        max_pixels: int = MAX_PIXELS,
         zmtp_heartbeat: bool = False,
+        reliable: bool = False,
+        window: int = DEFAULT_WINDOW,
+        auto_ack: bool = True,
     ) -> None:
+        _check_options(timeout, heartbeat, rcvhwm, max_pixels, window)
+        if reliable and latest_only:
+            raise ConfigError("reliable and latest_only: a reliable receiver takes every frame; choose one")
         self.url = sockets.check_url(url)
+        self._topic = check_topic(topic)
         self.topic = topic
         self.latest_only = latest_only
         self.timeout = timeout
@@ -149,14 +114,26 @@ class Subscription:
         self.heartbeat = heartbeat
         self.max_pixels = max_pixels
         self.zmtp_heartbeat = zmtp_heartbeat
+        self.reliable = reliable
+        self.window = window
+        self.auto_ack = auto_ack
         self._socket_since = 0.0
+        self._opened_at = 0.0
         self._sock: zmq.Socket | None = None
+        self._watch: HandshakeWatch | None = None
+        self._on_reliable = False  # the socket is the reliable channel (not the discovery SUB)
         self._io = threading.Lock()
         self._closed = threading.Event()
         self._stream: str | None = None
         self._expected: int | None = None
-        #: True once the end-of-stream message arrived (iteration has ended)
+        self._started = False
+        self._publisher_heartbeat = 0.0
+        self._noticed = False
+        self._credit = CreditLedger(topic, window, (heartbeat or 1.0) / 2)
+        #: True once the stream ended (end-of-stream message or silence)
         self.ended = False
+        #: why iteration ended: "eos" or "silence" (None while it goes on)
+        self.end_reason: str | None = None
         #: the ``complete`` flag of the end-of-stream message
         self.eos_complete: bool | None = None
         #: ``time.monotonic()`` of the last message of any kind, or None
@@ -175,38 +152,83 @@ class Subscription:
     # -- lifecycle -----------------------------------------------------------------
     def open(self) -> Subscription:
         if self._sock is None and not self._closed.is_set():
-            self._sock = self._connect()
+            self._connect()
             self.last_message_at = None
+            self._opened_at = time.monotonic()
         return self
 
-    def _connect(self) -> zmq.Socket:
-        sock = sockets.sub_socket(
-            sockets.context(),
-            self.url,
-            topic=self.topic.encode(),
-            rcvhwm=self.rcvhwm,
-            maxmsgsize=max_message_size(self.max_pixels),
-            heartbeat=self.heartbeat,
-            security=self.security,
-            zmtp_heartbeat=self.zmtp_heartbeat,
-        )
+    def _connect(self, reliable_url: str | None = None) -> None:
+        """(Re)connect: the publisher's PUB endpoint, or its reliable channel."""
+        self._disconnect()
+        ctx = sockets.context()
+        if reliable_url is None:
+            sock = sockets.sub_socket(
+                ctx,
+                self.url,
+                topic=self._topic,
+                # tells the publisher this subscription only looks for the reliable channel
+                marker=RELIABLE_MARKER + self._topic if self.reliable else None,
+                rcvhwm=self.rcvhwm,
+                maxmsgsize=max_message_size(self.max_pixels),
+                heartbeat=self.heartbeat,
+                security=self.security,
+                zmtp_heartbeat=self.zmtp_heartbeat,
+            )
+        else:
+            sock = sockets.dealer_socket(
+                ctx,
+                reliable_url,
+                maxmsgsize=max_message_size(self.max_pixels),
+                heartbeat=self.heartbeat,
+                security=self.security,
+            )
+        self._sock, self._on_reliable = sock, reliable_url is not None
+        self._watch = HandshakeWatch(sock, reliable_url or self.url)
         self._socket_since = time.monotonic()
-        return sock
+        if self._on_reliable:
+            self._send_credit(force=True)
+
+    def _disconnect(self) -> None:
+        if self._watch is not None:
+            self._watch.close()
+            self._watch = None
+        if self._sock is not None:
+            self._sock.close(linger=0)
+            self._sock = None
 
     def _watchdog(self) -> None:
-        """A publisher sends at least an idle message every heartbeat interval: after 3
-        silent intervals the connection is presumed dead (peer crashed, network cut) and
-        the socket is replaced, which reconnects at once. Caller holds ``_io``."""
+        """A publisher sends at least an idle message every heartbeat interval. After 3
+        silent intervals it is gone: once frames came, the stream ends (``until_eos``);
+        before that, the socket is replaced, which reconnects at once. Caller holds ``_io``."""
         if not self.heartbeat or self.last_message_at is None or self._sock is None:
             return
-        now, limit = time.monotonic(), 3 * self.heartbeat
-        if now - self.last_message_at > limit and now - self._socket_since > limit:
-            if self._sock.poll(0, zmq.POLLIN):
-                return  # we were slow, not the publisher: messages are waiting
-            log.info("nothing from %s for %.1f s: reconnecting", self.url, now - self.last_message_at)
-            self._sock.close(linger=0)
-            self._sock = self._connect()
-            self.stats["reconnects"] += 1
+        # a publisher that announced a longer interval than we assume is given that long
+        now, limit = time.monotonic(), SILENT_INTERVALS * max(self.heartbeat, self._publisher_heartbeat)
+        if now - self.last_message_at <= limit or now - self._socket_since <= limit:
+            return
+        if self._sock.poll(0, zmq.POLLIN):
+            return  # we were slow, not the publisher: messages are waiting
+        if self._started and self.until_eos:
+            self.ended, self.end_reason = True, "silence"
+            log.warning(
+                "%s went silent after %d frames (%d known missing); ending the stream",
+                self.url,
+                self.stats["received"],
+                self.missing,
+            )
+            return
+        log.info("nothing from %s for %.1f s: reconnecting", self.url, now - self.last_message_at)
+        self._connect()
+        self.stats["reconnects"] += 1
+
+    def _notice(self) -> None:
+        """One line when nothing arrived for a while, saying what we wait for."""
+        if self._noticed or self.last_message_at is not None or self._watch is None:
+            return
+        if time.monotonic() - self._opened_at >= _WAIT_NOTICE:
+            self._noticed = True
+            why = "connected, no message yet: check the topic" if self._watch.answered else "no publisher answered yet"
+            log.warning("waiting for %s (%s)", self.url, why)
 
     def __enter__(self) -> Subscription:
         return self.open()
@@ -218,9 +240,7 @@ class Subscription:
         """Release the socket. Idempotent and thread-safe: a blocked iteration stops."""
         self._closed.set()
         with self._io:
-            if self._sock is not None:
-                self._sock.close(linger=0)
-                self._sock = None
+            self._disconnect()
 
     @property
     def closed(self) -> bool:
@@ -230,6 +250,16 @@ class Subscription:
     def stream(self) -> str | None:
         """The stream id currently followed."""
         return self._stream
+
+    @property
+    def missing(self) -> int:
+        """Frames of the followed streams known to be lost (from sequence numbers)."""
+        return self.stats["gaps"]
+
+    def ack(self, frames: int = 1) -> None:
+        """Report ``frames`` more frames consumed (reliable, ``auto_ack=False``): the
+        publisher may then send that many more. Safe from another thread."""
+        self._credit.acked += frames
 
     # -- receiving -----------------------------------------------------------------
     def __iter__(self) -> Iterator[ReceivedFrame]:
@@ -254,26 +284,56 @@ class Subscription:
             with self._io:
                 if self._sock is None:
                     return None
-                self._watchdog()
-                wait = _POLL_MS
-                if deadline is not None:
-                    wait = max(0, min(_POLL_MS, int((deadline - time.monotonic()) * 1000)))
-                try:
-                    ready = self._sock.poll(wait, zmq.POLLIN)
-                    frame = self._drain() if ready else None
-                except zmq.ZMQError as exc:
-                    if self._closed.is_set():
-                        return None
-                    raise TransportError(f"receive from {self.url} failed: {exc}") from exc
+                frame = self._step(deadline)
             if frame is not None:
+                if self.auto_ack:
+                    self._credit.acked += 1
                 return frame
             if deadline is not None and time.monotonic() >= deadline:
                 if _raise:
-                    raise TransportError(
-                        f"no message from {self.url} for {timeout:g} s (publisher gone or unreachable)"
-                    )
+                    self._raise_silent(timeout)
                 return None
         return None
+
+    def check_timeout(self) -> None:
+        """``TransportError`` when ``timeout`` seconds passed without any message (for a
+        caller that polls with ``receive`` in short steps)."""
+        if self.timeout is not None and self._opened_at:
+            if time.monotonic() - (self.last_message_at or self._opened_at) >= self.timeout:
+                self._raise_silent(self.timeout)
+
+    def _raise_silent(self, seconds: float | None) -> None:
+        raise TransportError(f"no message from {self.url} for {seconds:g} s (publisher gone or unreachable)")
+
+    def _step(self, deadline: float | None) -> ReceivedFrame | None:
+        """One poll of the socket (caller holds ``_io``)."""
+        assert self._sock is not None and self._watch is not None
+        self._watch.check()
+        self._notice()
+        self._watchdog()
+        if self.ended and self.until_eos:
+            return None
+        if self._on_reliable:
+            self._send_credit()
+        wait = _POLL_MS
+        if deadline is not None:
+            wait = max(0, min(_POLL_MS, int((deadline - time.monotonic()) * 1000)))
+        try:
+            return self._drain() if self._sock.poll(wait, zmq.POLLIN) else None
+        except zmq.ZMQError as exc:
+            if self._closed.is_set():
+                return None
+            raise TransportError(f"receive from {self.url} failed: {exc}") from exc
+
+    def _send_credit(self, *, force: bool = False) -> None:
+        """Tell the reliable channel how much we consumed, when due (caller holds ``_io``)."""
+        assert self._sock is not None
+        message = self._credit.due(self._stream if self._started else None, force=force)
+        if message is not None:
+            try:
+                self._sock.send_multipart(message, zmq.NOBLOCK)
+            except zmq.Again:
+                pass  # not connected yet: the keepalive tries again
 
     def _drain(self) -> ReceivedFrame | None:
         """Read one message (or, latest_only, all queued ones); return the frame to deliver."""
@@ -289,7 +349,7 @@ class Subscription:
                 if latest is not None:
                     self.stats["skipped"] += 1
                 latest = frame
-            if self.ended and self.until_eos:
+            if (self.ended and self.until_eos) or self._sock is None:
                 break
         return latest
 
@@ -304,6 +364,9 @@ class Subscription:
             if self.stats["malformed"] == 1:
                 log.warning("malformed message from %s (counted and skipped): %s", self.url, exc)
             return None
+        if self.reliable and not self._on_reliable:
+            self._discover(msg)
+            return None
         if isinstance(msg, DecodedFrame):
             seq, stream = msg.header.seq, msg.header.stream
         else:
@@ -312,19 +375,32 @@ class Subscription:
         if isinstance(msg, DecodedFrame):
             self._expected = seq + 1
             self.stats["received"] += 1
+            self._started = True
             return ReceivedFrame.from_decoded(msg, now)
         ctl: ControlHeader = msg[1]
         if ctl.kind == "eos" and self.ended and ctl.stream == self._stream:
             return None  # a repeat of the EOS already handled
         self._expected = ctl.next_seq
+        self._publisher_heartbeat = ctl.heartbeat or 0.0
         if ctl.kind == "idle":
             self.stats["idle"] += 1
         else:
             self.stats["eos"] += 1
             self.eos_complete = ctl.complete
-            self.ended = True
+            self.ended, self.end_reason = True, "eos"
             log.info("end of stream %s from %s", ctl.stream, self.url)
         return None
+
+    def _discover(self, msg: DecodedFrame | tuple[bytes, ControlHeader]) -> None:
+        """Reliable mode, on the discovery socket: move to the announced channel."""
+        if isinstance(msg, DecodedFrame):
+            return  # frames are taken from the reliable channel only
+        ctl = msg[1]
+        if ctl.reliable is None:
+            raise TransportError(f"{self.url}: the publisher offers no reliable channel (start it reliable)")
+        target = announced_url(self.url, ctl.reliable)
+        log.info("%s: receiving reliably from %s", self.url, target)
+        self._connect(target)
 
     def _track(self, stream: str, seq: int) -> None:
         if stream != self._stream or (self._expected is not None and seq < self._expected):
@@ -332,8 +408,10 @@ class Subscription:
                 self.stats["restarts"] += 1
                 log.info("publisher at %s restarted (stream %s -> %s)", self.url, self._stream, stream)
             self._stream, self._expected = stream, None
+            self._credit.new_stream(self.stats["received"])
             if not self.until_eos:
                 self.ended = False
+                self.end_reason = None
         if self._expected is not None and seq > self._expected:
             self.stats["gaps"] += seq - self._expected
 
