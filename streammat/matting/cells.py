@@ -17,7 +17,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["Cells", "box_mean", "grid_size", "sample", "sample_mean"]
+__all__ = ["CELL", "Cells", "box_mean", "edge_cells", "grid_size", "sample"]
+
+#: the cell size (pixels) in which edge bands are chosen and pixels rewritten
+CELL = 8
+#: coarse mask values (0..1) that count as "edge": neither background nor foreground
+_EDGE_LO, _EDGE_HI = 0.02, 0.98
 
 
 def grid_size(height: int, width: int, s: int) -> tuple[int, int]:
@@ -26,30 +31,19 @@ def grid_size(height: int, width: int, s: int) -> tuple[int, int]:
 
 
 def sample(x: torch.Tensor, s: int) -> torch.Tensor:
-    """The centre pixel of every cell: ``(N,H,W,...)`` → ``(N,H//s,W//s,...)`` (a view).
+    """The centre pixel of every cell: ``(N,H,W,...)`` → ``(N,H//s,W//s,...)``, contiguous.
 
-    Right for mattes upsampled from a model's coarse output (smooth already)."""
-    return _sample_at(x, s, s // 2)
-
-
-def sample_mean(x: torch.Tensor, s: int) -> torch.Tensor:
-    """Float32 mean of four pixels per cell (at its quarter points): ``(N,H,W,C)`` uint8 →
-    ``(N,C,H//s,W//s)`` in ``[0,1]``. Averages sensor noise out of colours at a fraction
-    of an antialiased resize's cost (which reads every pixel)."""
-    q = max(1, s // 4)
-    total = None
-    for dy in (q, s - 1 - q):
-        rows = x[:, dy:]
-        for dx in (q, s - 1 - q):
-            part = _sample_at(rows[:, :, dx:], s, 0, x.shape[1], x.shape[2]).to(torch.float32)
-            total = part if total is None else total.add_(part)
-    assert total is not None
-    return total.mul_(0.25 / 255.0).permute(0, 3, 1, 2)
-
-
-def _sample_at(x: torch.Tensor, s: int, c: int, height: int | None = None, width: int | None = None) -> torch.Tensor:
-    h, w = grid_size(height or x.shape[1], width or x.shape[2], s)
-    return x[:, c : c + (h - 1) * s + 1 : s, c : c + (w - 1) * s + 1 : s]
+    Rows first (whole rows copy fast), then columns from that small copy: on the CPU
+    ~7× faster than one strided gather, and ~7× faster than an antialiased resize.
+    Mattes upsampled from a model's coarse output are smooth, so one sample per cell
+    represents them; for colours, the guided filter's and the smoother's box means
+    average the sensor noise of neighbouring samples."""
+    h, w = grid_size(x.shape[1], x.shape[2], s)
+    c = s // 2
+    rows = x[:, c : c + (h - 1) * s + 1 : s].contiguous()  # (N,h,W,...)
+    if x.shape[2] == w * s:
+        return rows.view(x.shape[0], h, w, s, *x.shape[3:])[:, :, :, c].contiguous()
+    return rows[:, :, c : c + (w - 1) * s + 1 : s].contiguous()
 
 
 def box_mean(x: torch.Tensor, r: int) -> torch.Tensor:
@@ -74,6 +68,24 @@ def _inverse_counts(h: int, w: int, r: int, device: torch.device) -> torch.Tenso
     rows = (ys + r).clamp(max=h - 1) - (ys - r).clamp(min=0) + 1
     cols = (xs + r).clamp(max=w - 1) - (xs - r).clamp(min=0) + 1
     return 1.0 / (rows.view(-1, 1) * cols.view(1, -1)).to(torch.float32)
+
+
+def edge_cells(mask: torch.Tensor, *, band: int, s: int) -> torch.Tensor:
+    """``(N,h,w)`` bool: the cells where the coarse mask is neither 0 nor 1 or changes to
+    the next cell (an edge sharper than a cell falls between two samples), and the cells
+    ``band // s`` further out."""
+    m = mask[:, 0]
+    edge = (m > _EDGE_LO) & (m < _EDGE_HI)
+    step_x = (m[:, :, 1:] - m[:, :, :-1]).abs() > _EDGE_LO  # the edge lies between two cells
+    step_y = (m[:, 1:] - m[:, :-1]).abs() > _EDGE_LO
+    edge[:, :, 1:] |= step_x
+    edge[:, :, :-1] |= step_x
+    edge[:, 1:] |= step_y
+    edge[:, :-1] |= step_y
+    reach = band // s
+    if reach == 0:
+        return edge
+    return box_mean(edge.unsqueeze(1).to(mask.dtype), reach)[:, 0] > 0
 
 
 def _bilinear_weights(s: int, device: torch.device) -> torch.Tensor:

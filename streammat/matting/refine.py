@@ -16,20 +16,27 @@ where the colours inside the person vary. The result is clamped to ``[0,255]``.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from ..errors import ConfigError
-from .cells import Cells, box_mean, sample, sample_mean
+from .cells import CELL, Cells, box_mean, edge_cells, sample
 
-__all__ = ["guided_refine", "DEFAULT_RADIUS", "DEFAULT_EPS", "DEFAULT_BAND", "DEFAULT_SUBSAMPLE"]
+__all__ = [
+    "guided_refine",
+    "DEFAULT_RADIUS",
+    "DEFAULT_EPS",
+    "DEFAULT_BAND",
+    "DEFAULT_SUBSAMPLE",
+    "DEFAULT_LEVELS",
+]
 
 #: defaults chosen on ``scripts/bench_quality.py`` (720p person clips, selfie model)
 DEFAULT_RADIUS = 8
 DEFAULT_EPS = 1e-3
-DEFAULT_BAND = 16
+DEFAULT_BAND = 8
 DEFAULT_SUBSAMPLE = 16
+DEFAULT_LEVELS = (0.0, 1.0)
 
-#: coarse mask values (0..1) that count as "edge": neither background nor foreground
-_EDGE_LO, _EDGE_HI = 0.02, 0.98
 
 
 def guided_refine(
@@ -40,48 +47,53 @@ def guided_refine(
     eps: float = DEFAULT_EPS,
     band: int = DEFAULT_BAND,
     subsample: int = DEFAULT_SUBSAMPLE,
+    levels: tuple[float, float] = DEFAULT_LEVELS,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``images`` ``(N,H,W,3)`` uint8 and ``alpha`` ``(N,H,W)`` uint8 (same device) →
-    the refined ``(N,H,W)`` uint8 alpha. ``radius`` and ``band`` are in full-resolution
-    pixels; ``eps`` is the filter's regularisation for colours in ``[0,1]`` (larger:
-    smoother, closer to the input matte)."""
+    the refined ``(N,H,W)`` uint8 alpha, written into ``out`` when given (``alpha``
+    itself works: refinement in place), else into a new tensor.
+
+    ``radius`` (pixels): the filter window, how far an edge may move; ``eps``: the
+    filter's regularisation for colours in ``[0,1]`` (larger: closer to the input matte,
+    less noise from the frame); ``band`` (pixels): how far beyond the coarse edge cells
+    pixels may change; ``subsample``: the coefficient grid's cell size in pixels;
+    ``levels`` ``(lo, hi)``: filtered values below ``lo`` become 0 and above ``hi`` 1
+    (the filter leaves faint haloes and dents a few percent deep near edges)."""
     _check(images, alpha, radius=radius, eps=eps, band=band, subsample=subsample)
-    s = subsample
-    guide = sample_mean(images, s)  # (N,3,h,w)
+    if not 0.0 <= levels[0] < levels[1] <= 1.0:
+        raise ConfigError(f"refine levels: expected 0 <= lo < hi <= 1, got {levels}")
+    if out is None:
+        out = torch.empty_like(alpha).copy_(alpha)
+    elif out is not alpha:
+        out.copy_(alpha)
+    s = CELL
     mask = sample(alpha, s).unsqueeze(1).to(torch.float32).mul_(1.0 / 255.0)  # (N,1,h,w)
-    selected = edge_cells(mask, band=band, s=s)
-    out = alpha.clone()
-    cells = Cells(selected, s)
+    cells = Cells(edge_cells(mask, band=band, s=s), s)
     if cells.count == 0:
         return out
-    coeffs = _coefficients(guide, mask, max(1, round(radius / s)), eps)  # (N,4,h,w)
-    coeffs[:, 3].mul_(255.0)  # b to the matte's scale; a maps colours 0..255 to it as is
-    ab = cells.upsample(coeffs)  # (4,K,s*s), a on colours in [0,255], b in [0,255]
-    colour = torch.empty((3, *ab.shape[1:]), dtype=torch.float32, device=ab.device)
-    colour.copy_(cells.pixels(images).permute(2, 0, 1))
+    # the coefficients on a coarser grid, averaged from the cell samples (the "fast" part)
+    k = max(1, subsample // s)
+    guide = sample(images, s).permute(0, 3, 1, 2).to(torch.float32).mul_(1.0 / 255.0)  # (N,3,h,w)
+    h, w = mask.shape[-2:]
+    hk, wk = max(1, h // k), max(1, w // k)
+    coarse = torch.cat([guide, mask], dim=1)[:, :, : hk * k, : wk * k]
+    coarse = sum(coarse[:, :, i::k, j::k] for i in range(k) for j in range(k)) * (1.0 / (k * k))
+    coeffs = _coefficients(coarse[:, :3], coarse[:, 3:], max(1, round(radius / (s * k))), eps)
+    if k > 1:
+        coeffs = F.interpolate(coeffs, size=(h, w), mode="bilinear", align_corners=False)
+    # stretch [lo, hi] to [0, 1] (values outside saturate), then b to the matte's scale;
+    # a already maps colours in 0..255 to it
+    lo, hi = levels
+    coeffs.mul_(1.0 / (hi - lo))
+    coeffs[:, 3].sub_(lo / (hi - lo)).mul_(255.0)
+    ab = cells.upsample(coeffs)  # (4,K,s*s)
+    colour = cells.pixels(images).permute(2, 0, 1).contiguous()  # (3,K,s*s) uint8
     q = ab[3]
     for c in range(3):
         q.addcmul_(ab[c], colour[c])
     cells.put(out, q.round_().clamp_(0.0, 255.0))
     return out
-
-
-def edge_cells(mask: torch.Tensor, *, band: int, s: int) -> torch.Tensor:
-    """``(N,h,w)`` bool: the cells where the coarse mask is neither 0 nor 1 or changes to
-    the next cell (an edge sharper than a cell falls between two samples), and the cells
-    ``band // s`` further out."""
-    m = mask[:, 0]
-    edge = (m > _EDGE_LO) & (m < _EDGE_HI)
-    step_x = (m[:, :, 1:] - m[:, :, :-1]).abs() > _EDGE_LO  # the edge lies between two cells
-    step_y = (m[:, 1:] - m[:, :-1]).abs() > _EDGE_LO
-    edge[:, :, 1:] |= step_x
-    edge[:, :, :-1] |= step_x
-    edge[:, 1:] |= step_y
-    edge[:, :-1] |= step_y
-    reach = band // s
-    if reach == 0:
-        return edge
-    return box_mean(edge.unsqueeze(1).to(mask.dtype), reach)[:, 0] > 0
 
 
 def _coefficients(guide: torch.Tensor, p: torch.Tensor, r: int, eps: float) -> torch.Tensor:
@@ -122,8 +134,8 @@ def _check(images: torch.Tensor, alpha: torch.Tensor, **settings: float) -> None
         raise ValueError(f"expected images (N,H,W,3) uint8, got {tuple(images.shape)} {images.dtype}")
     if alpha.dtype != torch.uint8 or tuple(alpha.shape) != tuple(images.shape[:3]):
         raise ValueError(f"expected alpha {tuple(images.shape[:3])} uint8, got {tuple(alpha.shape)} {alpha.dtype}")
-    for name in ("radius", "band", "subsample"):
-        if int(settings[name]) != settings[name] or settings[name] < 1:
-            raise ConfigError(f"refine {name}: expected a whole number >= 1, got {settings[name]}")
+    for name, least in (("radius", 1), ("band", 0), ("subsample", 1)):
+        if int(settings[name]) != settings[name] or settings[name] < least:
+            raise ConfigError(f"refine {name}: expected a whole number >= {least}, got {settings[name]}")
     if not settings["eps"] > 0:
         raise ConfigError(f"refine eps: expected a number > 0, got {settings['eps']}")
