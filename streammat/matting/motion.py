@@ -5,7 +5,8 @@ edge from shimmering, but a moving edge drags a ghost of where it was. ``MotionS
 blends each pixel with its previous output only as much as the frame stayed the same
 there: the weight is ``strength · clamp(1 - d/motion, 0, 1)``, where ``d`` is the
 frame-to-frame change of a coarse grey copy of the frames (absolute differences averaged
-over 3×3 cells of 8×8 pixels, so sensor noise alone does not read as motion). Still
+over 3×3 cells of 4×4 pixels, so sensor noise alone does not read as motion, and the
+largest of the four in each 8×8 cell). Still
 regions get the full ``strength``; where the frame changed by ``motion`` grey levels or
 more, the new mask is taken as is.
 
@@ -21,7 +22,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import ConfigError
-from .cells import CELL, Cells, box_mean, edge_cells, sample
+from .cells import CELL, Cells, box_mean, edge_cells, grid_size, sample
 
 __all__ = ["MotionSmoother", "DEFAULT_STRENGTH", "DEFAULT_MOTION"]
 
@@ -78,10 +79,14 @@ class MotionSmoother:
         if n == 0 or self.strength == 0.0:
             return out
         s = CELL
+        # motion on a grid twice as fine (an edge moving a few pixels crosses a sample),
+        # each cell then taking the largest change among its four sub-cells
         luma = torch.tensor(_LUMA, dtype=torch.float32, device=images.device).view(1, 3, 1, 1)
-        grey = (sample(images, s).permute(0, 3, 1, 2).to(torch.float32) * luma).sum(1, keepdim=True)
+        grey = (sample(images, s // 2).permute(0, 3, 1, 2).to(torch.float32) * luma).sum(1, keepdim=True)
         previous = torch.cat([grey[:1] if self._grey is None else self._grey.unsqueeze(0), grey[:-1]])
         change = box_mean((grey - previous).abs_(), 1)
+        h, w = grid_size(images.shape[1], images.shape[2], s)
+        change = change[:, :, : 2 * h, : 2 * w].reshape(n, 1, h, 2, w, 2).amax((3, 5))
         keep = (1.0 - change / self.motion).clamp_(0.0, 1.0).mul_(self.strength)  # (N,1,h,w)
         mask = sample(alpha, s).unsqueeze(1).to(torch.float32).mul_(1.0 / 255.0)
         edges = edge_cells(mask, band=0, s=s)  # (N,h,w)

@@ -38,7 +38,6 @@ DEFAULT_SUBSAMPLE = 16
 DEFAULT_LEVELS = (0.0, 1.0)
 
 
-
 def guided_refine(
     images: torch.Tensor,
     alpha: torch.Tensor,
