@@ -57,21 +57,21 @@ SLOW_METRICS_EVERY = 4
 
 
 def sweep_settings() -> list[Setting]:
-    """Variants around the defaults, to choose them from."""
+    """Variants around the defaults, one setting changed at a time, to choose them from."""
     out = []
-    for radius in (16, 32):
-        for eps in (1e-4, 1e-3, 1e-2):
-            out.append(Setting(f"refine r{radius} e{eps:g}", refine={"radius": radius, "eps": eps}))
-    for band in (8, 24):
-        out.append(Setting(f"refine band{band}", refine={"band": band}))
+    for radius in (8, 32):
+        out.append(Setting(f"refine radius {radius}", refine={"radius": radius}))
+    for eps in (1e-3, 1e-2):
+        out.append(Setting(f"refine eps {eps:g}", refine={"eps": eps}))
+    out.append(Setting("refine band 16", refine={"band": 16}))
     for sub in (8, 32):
-        out.append(Setting(f"refine grid{sub}", refine={"subsample": sub}))
-    for levels in ((0.0, 1.0), (0.1, 0.9), (0.2, 0.8)):
-        out.append(Setting(f"refine levels{levels[0]:g}", refine={"levels": levels}))
+        out.append(Setting(f"refine grid {sub}", refine={"subsample": sub}))
+    for levels in ((0.0, 1.0), (0.25, 0.75)):
+        out.append(Setting(f"refine levels {levels[0]:g}-{levels[1]:g}", refine={"levels": levels}))
     for strength in (0.6, 0.9):
-        out.append(Setting(f"motion k{strength}", smoothing="motion", strength=strength))
-    for level in (6.0, 12.0, 24.0):
-        out.append(Setting(f"motion m{level:g}", smoothing="motion", strength=0.8, motion={"motion": level}))
+        out.append(Setting(f"motion strength {strength:g}", smoothing="motion", strength=strength))
+    for level in (6.0, 24.0):
+        out.append(Setting(f"motion level {level:g}", smoothing="motion", strength=0.8, motion={"motion": level}))
     return out
 
 

@@ -31,11 +31,11 @@ __all__ = [
 ]
 
 #: defaults chosen on ``scripts/bench_quality.py`` (720p person clips, selfie model)
-DEFAULT_RADIUS = 8
-DEFAULT_EPS = 1e-3
-DEFAULT_BAND = 8
+DEFAULT_RADIUS = 16
+DEFAULT_EPS = 1e-4
+DEFAULT_BAND = 0
 DEFAULT_SUBSAMPLE = 16
-DEFAULT_LEVELS = (0.0, 1.0)
+DEFAULT_LEVELS = (0.15, 0.85)
 
 
 def guided_refine(
