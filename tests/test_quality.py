@@ -212,3 +212,34 @@ def test_smoother_rejects_bad_settings():
         MotionSmoother(1.0)
     with pytest.raises(ConfigError, match="motion"):
         MotionSmoother(0.5, motion=0)
+
+
+# -- clips with a known alpha ---------------------------------------------------------------
+def test_clips_have_a_soft_true_alpha_and_only_noise_changes_the_static_one():
+    from streammat.quality.clips import make_clip
+
+    static = make_clip("static", frames=3, width=320, height=192)
+    assert static.frames.shape == (3, 192, 320, 3) and static.alpha.shape == (3, 192, 320)
+    assert np.array_equal(static.alpha[0], static.alpha[2])
+    partial = (static.alpha > 0) & (static.alpha < 255)
+    assert 0 < partial.mean() < 0.2  # a soft edge and strands, not a blur
+    still = np.abs(static.frames[1].astype(int) - static.frames[0].astype(int)).mean()
+    assert 0 < still < 6  # sensor noise and compression only
+    moving = make_clip("moving", frames=3, width=320, height=192)
+    assert not np.array_equal(moving.alpha[0], moving.alpha[2])
+    with pytest.raises(ConfigError, match="clip kind"):
+        make_clip("shaky", frames=1)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_refine_and_smoother_run_on_cuda_tensors_like_on_the_cpu():
+    gen = torch.Generator().manual_seed(5)
+    img = torch.randint(0, 256, (4, 64, 96, 3), dtype=torch.uint8, generator=gen)
+    alpha = torch.stack([_soft_step(1, 64, 96, at=30.0 + 4 * i, width=10.0)[0] for i in range(4)])
+    cpu = guided_refine(img, alpha)
+    gpu = guided_refine(img.cuda(), alpha.cuda())
+    assert gpu.device.type == "cuda"
+    assert int((gpu.cpu().int() - cpu.int()).abs().max()) <= 1
+    cpu_s = MotionSmoother(0.8)(img, alpha)
+    gpu_s = MotionSmoother(0.8)(img.cuda(), alpha.cuda())
+    assert int((gpu_s.cpu().int() - cpu_s.int()).abs().max()) <= 1
