@@ -206,7 +206,7 @@ def print_table(results: dict[str, Any]) -> None:
             print(
                 f"| {model} | {name} | {_fmt(m['sad'])} | {_fmt(m['mse'])} | {_fmt(m.get('grad'))} "
                 f"| {_fmt(m.get('conn'))} | {_fmt(m['sad_band'])} | {_fmt(m['sad_moving_edges'])} "
-                f"| {_fmt(m['dtssd'])} | {_fmt(s['dtssd'])} | {_fmt(r['post_ms_per_batch'], 1)} "
+                f"| {_fmt(m['dtssd'])} | {_fmt(s['dtssd'], 3)} | {_fmt(r['post_ms_per_batch'], 1)} "
                 f"| {_fmt(r['throughput_vs_matting'] * 100, 1)} % |"
             )
         print(f"\nmatting stage alone ({model}): {res['matting_ms_per_batch']:.1f} ms per 720p batch of {BATCH}")

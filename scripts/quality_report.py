@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("outdir", type=Path)
     ap.add_argument("--models", default="selfie", help="comma-separated model names (default: selfie)")
     ap.add_argument("--frame", type=int, default=21, help="which frame of the moving clip (default: 21)")
-    ap.add_argument("--crop", default="96,320,590,910", help="y0,y1,x0,x1 of the region shown (default: the head)")
+    ap.add_argument("--crop", default="96,288,590,910", help="y0,y1,x0,x1 of the region shown (default: the head)")
     args = ap.parse_args(argv)
     clip = make_clip("moving", frames=args.frame + 1)
     box = tuple(int(v) for v in args.crop.split(","))
