@@ -195,6 +195,8 @@ def build_matter(settings: Any, *, plan: Any, session: Any = None) -> Any:
         threshold=settings.threshold,
         feather=settings.feather,
         every=settings.every,
+        motion=settings.motion,
+        refine=settings.refine,
     )
 
 

@@ -24,6 +24,7 @@ from .limits import MAX_PIXELS
 __all__ = [
     "DEVICES",
     "BACKENDS",
+    "REFINE_MODES",
     "PUBLISH_LAYOUTS",
     "COMPRESSIONS",
     "MattingSettings",
@@ -38,6 +39,8 @@ __all__ = [
 #: where the model runs, and which runner runs the graph there (onnxruntime or torch)
 DEVICES = ("auto", "cpu", "cuda", "tensorrt")
 BACKENDS = ("auto", "ort", "torch")
+#: edge refinement: none, or the colour-guided filter
+REFINE_MODES = ("none", "guided")
 #: how published frames carry their alpha, and their optional lossless compression
 PUBLISH_LAYOUTS = ("rgba", "rgb+a", "a")
 COMPRESSIONS = ("none", "zstd", "zlib")
@@ -66,11 +69,17 @@ class MattingSettings(_Strict):
     feather: Annotated[int, Field(ge=0, le=100)] = 0
     #: run the model on every N-th frame and reuse its mask in between
     every: Annotated[int, Field(ge=1, le=1000)] = 1
+    #: grey levels of change from which smoothing lets a pixel follow the new mask; None: a plain EMA
+    motion: Annotated[float, Field(gt=0, le=255)] | None = 12.0
+    #: edge refinement at full resolution guided by the colour frame
+    refine: Literal[REFINE_MODES] = "none"  # type: ignore[valid-type]
 
     @property
     def temporal(self) -> bool:
         """Whether any matte control is on (the matter then keeps state across frames)."""
-        return bool(self.smoothing or self.threshold is not None or self.feather or self.every > 1)
+        return bool(
+            self.smoothing or self.threshold is not None or self.feather or self.every > 1 or self.refine != "none"
+        )
 
 
 class PipelineSettings(MattingSettings):

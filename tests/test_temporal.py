@@ -49,7 +49,7 @@ def test_off_is_identity():
 def test_ema_math_within_and_across_batches():
     s = 0.75
     values = [0, 255, 255, 255, 100]
-    tm = TemporalMatter(ScriptedMatter(values), smoothing=s)
+    tm = TemporalMatter(ScriptedMatter(values), smoothing=s, motion=None)
     got = [
         tm(make_batch([0, 33])).alpha[:2, 0, 0].tolist(),
         tm(make_batch([66, 100, 133])).alpha[:3, 0, 0].tolist(),
@@ -62,7 +62,7 @@ def test_ema_math_within_and_across_batches():
 
 
 def test_threshold_binarizes_after_smoothing():
-    tm = TemporalMatter(ScriptedMatter([0, 255, 255]), smoothing=0.5, threshold=0.6)
+    tm = TemporalMatter(ScriptedMatter([0, 255, 255]), smoothing=0.5, threshold=0.6, motion=None)
     out = [tm(make_batch([i * 33])).alpha[0].unique().tolist() for i in range(3)]
     # ema: 0, 127.5, 191.25 → threshold 153 → 0, 0, 255
     assert out == [[0], [0], [255]]
@@ -103,7 +103,7 @@ def test_every_n_inside_a_batch_sends_only_key_frames():
 
 def test_reset_on_size_change():
     inner = ScriptedMatter([0, 0, 255])
-    tm = TemporalMatter(inner, smoothing=0.9)
+    tm = TemporalMatter(inner, smoothing=0.9, motion=None)
     tm(make_batch([0]))
     tm(make_batch([33]))
     out = tm(make_batch([66], h=10, w=12)).alpha
@@ -114,7 +114,7 @@ def test_reset_on_size_change():
 
 def test_reset_after_a_gap_and_every_n_recomputes():
     inner = ScriptedMatter([0, 255, 255])
-    tm = TemporalMatter(inner, smoothing=0.9, every=10, reset_after=1.0)
+    tm = TemporalMatter(inner, smoothing=0.9, every=10, reset_after=1.0, motion=None)
     tm(make_batch([0]))
     tm(make_batch([33]))  # reused
     out = tm(make_batch([3000])).alpha  # 3 s later: a reconnected camera
@@ -158,7 +158,7 @@ def test_is_staged_and_keeps_the_three_thread_overlap_in_a_pipeline():
 
     values = [(i * 37) % 256 for i in range(40)]
     inner = StagedScript(values)
-    tm = TemporalMatter(inner, smoothing=0.5, every=2)
+    tm = TemporalMatter(inner, smoothing=0.5, every=2, motion=None)
     assert isinstance(tm, StagedMatter)
     sink = CollectingSink()
     Pipeline(ListSource(40), tm, [sink], batch_size=4).run()  # 40 ms apart
@@ -166,6 +166,39 @@ def test_is_staged_and_keeps_the_three_thread_overlap_in_a_pipeline():
     assert len(sink.alpha) == 40 and sum(inner.calls) == 20
     assert inner.threads == {"prepare": {"sm-batch"}, "infer": {"sm-model"}, "finish": {"sm-finish"}}
     # the same numbers as the one-call path
-    ref = TemporalMatter(ScriptedMatter(values), smoothing=0.5, every=2)
+    ref = TemporalMatter(ScriptedMatter(values), smoothing=0.5, every=2, motion=None)
     expected = [ref(make_batch([i * 40 for i in range(s, s + 4)])).alpha[:, 0, 0].tolist() for s in range(0, 40, 4)]
     assert [int(a[0, 0]) for a in sink.alpha] == [v for chunk in expected for v in chunk]
+
+
+def test_refine_and_motion_smoothing_run_inside_the_staged_matter():
+    """Guided refinement and motion-aware smoothing on real-sized frames: a still edge
+    settles, the settings are checked, and the result stays a valid matte."""
+    from streammat.matting.refine import guided_refine
+
+    h, w = 64, 96
+    images = torch.zeros((4, h, w, 3), dtype=torch.uint8)
+    images[:, :, w // 2 :] = 200  # a still colour edge
+
+    class Noisy:
+        calls = 0
+
+        def __call__(self, batch: Batch) -> MattedBatch:
+            Noisy.calls += 1
+            a = torch.zeros(batch.images.shape[:3], dtype=torch.uint8)
+            a[:, :, w // 2 - 4 :] = 255
+            a[:, :, w // 2 - 4 : w // 2 + 4] = 100 + 40 * (Noisy.calls % 2)  # a flickering soft edge
+            return MattedBatch(batch, a)
+
+    plain = TemporalMatter(Noisy())
+    smooth = TemporalMatter(Noisy(), smoothing=0.8, refine="guided")
+    batch = Batch(images, (0, 40, 80, 120), TB, (0, 1, 2, 3))
+    a = [plain(batch).alpha, plain(batch).alpha]
+    b = [smooth(batch).alpha, smooth(batch).alpha]
+    flicker = lambda x: (x[1].float() - x[0].float()).abs().mean().item()  # noqa: E731
+    assert flicker(b) < flicker(a)
+    assert b[1].dtype == torch.uint8 and b[1].shape == (4, h, w)
+    refined = guided_refine(images, a[0].clone())
+    assert torch.equal(refined[:, :, :16], a[0][:, :, :16]), "away from the edge nothing changes"
+    with pytest.raises(ConfigError, match="refine"):
+        TemporalMatter(Noisy(), refine="sharp")

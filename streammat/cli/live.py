@@ -53,6 +53,8 @@ OPTIONS = {
     "threshold": "threshold",
     "feather": "feather",
     "every": "every",
+    "motion": "motion",
+    "refine": "refine",
     **PUBLISH_OPTIONS,
 }
 
@@ -110,6 +112,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     mat.add_argument("--threshold", type=float, help="binarize the mask at this level (0..1)")
     mat.add_argument("--feather", type=int, metavar="PX", help="soften mask edges by PX pixels (default 0)")
     mat.add_argument("--every", type=int, metavar="N", help="compute the mask every N frames, reuse it between")
+    mat.add_argument(
+        "--motion",
+        type=float,
+        metavar="LEVELS",
+        help="smoothing follows pixels that changed by this many grey levels (default 12)",
+    )
+    mat.add_argument("--refine", help="edge refinement at full resolution: none (default) or guided")
     add_publish_arguments(p)
     p.set_defaults(func=run)
 

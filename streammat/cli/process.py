@@ -28,6 +28,8 @@ OPTIONS = {
     "threshold": "threshold",
     "feather": "feather",
     "every": "every",
+    "motion": "motion",
+    "refine": "refine",
     "overwrite": "overwrite",
     "max_pixels": "max_pixels",
     "source_topic": "source_topic",
@@ -65,6 +67,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threshold", type=float, help="binarize the mask at this level (0..1)")
     p.add_argument("--feather", type=int, metavar="PX", help="soften mask edges by PX pixels")
     p.add_argument("--every", type=int, metavar="N", help="compute the mask every N frames, reuse it between")
+    p.add_argument(
+        "--motion",
+        type=float,
+        metavar="LEVELS",
+        help="smoothing follows pixels that changed by this many grey levels (default 12)",
+    )
+    p.add_argument("--refine", help="edge refinement at full resolution: none (default) or guided")
     p.add_argument("--max-pixels", type=int, metavar="N", help="refuse frames larger than N pixels (default 8K UHD)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     z = p.add_argument_group("ZeroMQ input (INPUT = zmq+tcp://HOST:PORT, protocol: docs/protocol.md)")
