@@ -24,7 +24,7 @@ from typing import Any
 from .config import PipelineSettings
 from .errors import ConfigError, OutputError
 
-__all__ = ["process", "build_pipeline", "build_matter", "build_sinks", "build_source", "PassThrough", "is_live_source"]
+__all__ = ["process", "build_pipeline", "build_matter", "with_matte_controls", "build_sinks", "build_source", "PassThrough", "is_live_source"]
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +173,12 @@ def build_matter(settings: Any, *, plan: Any, session: Any = None) -> Any:
         from .matting.sessions import create_session
 
         session = create_session(settings.model, device=settings.device, threads=settings.threads or plan.onnx_intra_op)
-    matter = create_matter(session, fast=settings.fast, device=settings.device)
+    return with_matte_controls(create_matter(session, fast=settings.fast, device=settings.device), settings)
+
+
+def with_matte_controls(matter: Any, settings: Any) -> Any:
+    """``matter`` wrapped in the smoothing/threshold/feather/every controls of ``settings``
+    (unchanged when they are off). The service wraps each stream's view of a shared model."""
     if not settings.temporal:
         return matter
     from .matting.temporal import TemporalMatter
