@@ -36,6 +36,7 @@ __all__ = [
 DEFAULT_HTTP = "127.0.0.1:9100"
 #: pipeline names appear in metric labels, URLs and log lines
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+NAME_RULE = "1-64 letters, digits, '_', '.' or '-'"
 _HTTP_PATTERN = re.compile(r"^(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):(?P<port>[0-9]{1,5})$")
 #: the default name of the job database, beside the config file
 STATE_FILE = "streammat-state.sqlite"
@@ -97,7 +98,7 @@ class ServeConfig(BaseModel):
     def _names(cls, value: dict[str, ServePipeline]) -> dict[str, ServePipeline]:
         for name in value:
             if not NAME_PATTERN.match(name):
-                raise ValueError(f"pipeline name {name!r} must be 1-64 letters, digits, '_', '.' or '-'")
+                raise ValueError(f"pipeline name {name!r}: expected {NAME_RULE}")
         return value
 
     @property
@@ -137,7 +138,7 @@ def _one_line(exc: ValidationError, where: str) -> str:
 def pipeline_settings(name: str, values: Any, *, where: str = "pipeline") -> ServePipeline:
     """One pipeline's settings from a mapping (the control API adds pipelines this way)."""
     if not NAME_PATTERN.match(name):
-        raise ConfigError(f"{where}: pipeline name {name!r} must be 1-64 letters, digits, '_', '.' or '-'")
+        raise ConfigError(f"{where}: pipelines.{name}: expected a pipeline name of {NAME_RULE}")
     if not isinstance(values, dict):
         raise ConfigError(f"{where}: pipelines.{name}: expected a mapping of settings, got {type(values).__name__}")
     try:
@@ -191,6 +192,8 @@ def load_serve_config(path: str | Path) -> ServeConfig:
         data = {k: v for k, v in data.items() if k != "pipelines"}
     elif isinstance(pipelines, dict):
         for name, values in pipelines.items():
+            if not isinstance(name, str) or not NAME_PATTERN.match(name):
+                raise ConfigError(f"{where}: pipelines.{name}: expected a pipeline name of {NAME_RULE}")
             if not isinstance(values, dict):
                 raise ConfigError(
                     f"{where}: pipelines.{name}: expected a mapping of settings (source, publish, ...), "

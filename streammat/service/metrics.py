@@ -95,6 +95,9 @@ class _ServiceCollector:
 
         calls = CounterMetricFamily(p + "model_calls", "Model calls of a shared model", labels=["model"])
         frames = CounterMetricFamily(p + "model_frames", "Frames through a shared model", labels=["model"])
+        by_streams = CounterMetricFamily(
+            p + "model_stream_calls", "Model calls by the number of streams they served", labels=["model", "streams"]
+        )
         fill = GaugeMetricFamily(p + "model_batch_fill", "Mean frames per model call", labels=["model"])
         streams = GaugeMetricFamily(p + "model_streams", "Streams sharing the model", labels=["model"])
         waiting = GaugeMetricFamily(p + "model_queue_depth", "Requests waiting for a model call", labels=["model"])
@@ -106,8 +109,10 @@ class _ServiceCollector:
             st = m.scheduler.stats
             calls.add_metric([label], st.calls)
             frames.add_metric([label], st.frames)
+            for count, n in sorted(dict(st.streams_per_call).items()):
+                by_streams.add_metric([label, str(count)], n)
             fill.add_metric([label], st.mean_fill)
             streams.add_metric([label], m.scheduler.streams)
             waiting.add_metric([label], m.scheduler.waiting)
             provider.add_metric([label, m.provider], 1.0)
-        yield from (calls, frames, fill, streams, waiting, provider)
+        yield from (calls, frames, by_streams, fill, streams, waiting, provider)
