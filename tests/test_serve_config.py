@@ -75,6 +75,13 @@ def test_the_issue_example_is_valid(tmp_path: Path, tiny_home: Path, capsys: pyt
     assert config.roots == [str(tmp_path.resolve())]
 
 
+@pytest.mark.parametrize("name", ["serve.yaml", "serve-zmq.yaml", "serve-gpu.yaml"])
+def test_the_shipped_examples_are_valid(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    path = Path(__file__).resolve().parents[1] / "configs" / name
+    assert main(["serve", str(path), "--check"]) == 0, capsys.readouterr().err
+    assert load_serve_config(path).pipelines
+
+
 def test_defaults_bind_loopback() -> None:
     assert ServeConfig().host == "127.0.0.1"
 
