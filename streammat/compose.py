@@ -24,7 +24,16 @@ from typing import Any
 from .config import PipelineSettings
 from .errors import ConfigError, OutputError
 
-__all__ = ["process", "build_pipeline", "build_matter", "with_matte_controls", "build_sinks", "build_source", "PassThrough", "is_live_source"]
+__all__ = [
+    "process",
+    "build_pipeline",
+    "build_matter",
+    "with_matte_controls",
+    "build_sinks",
+    "build_source",
+    "PassThrough",
+    "is_live_source",
+]
 
 log = logging.getLogger(__name__)
 
