@@ -48,10 +48,11 @@ class ModelPool:
         with self._lock:
             self._users[shared.key] = max(0, self._users.get(shared.key, 0) - 1)
 
-    def prune(self) -> None:
-        """Unload the models no pipeline uses."""
+    def prune(self, keep: set[tuple[Any, ...]] = frozenset()) -> None:  # type: ignore[assignment]
+        """Unload the models no pipeline uses, except those in ``keep`` (the keys of the
+        pipelines about to start, so a reload does not load their model twice)."""
         with self._lock:
-            idle = [k for k, n in self._users.items() if n == 0 and k in self._models]
+            idle = [k for k, n in self._users.items() if n == 0 and k in self._models and k not in keep]
             for key in idle:
                 log.info("unloading model %s (no pipeline uses it)", self._models[key].label)
                 self._models.pop(key).close()

@@ -19,6 +19,7 @@ written batch for live previews.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -62,7 +63,16 @@ class PipelineStatus:
 
     @property
     def frames(self) -> int:
+        """Frames written (the count a dashboard shows)."""
         return self.frames_out
+
+    @property
+    def drops(self) -> int:
+        return self.dropped
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready, for the control API."""
+        return {**dataclasses.asdict(self), "frames": self.frames, "drops": self.drops}
 
 
 class _Tap:

@@ -20,7 +20,7 @@ from typing import Any
 from ..errors import ConfigError
 from .config import ServeConfig, ServePipeline, check_unique, pipeline_settings
 from .metrics import Metrics
-from .pool import ModelPool
+from .pool import ModelPool, model_key
 from .runner import PipelineRunner, PipelineStatus
 
 __all__ = ["Service", "PipelineNotFound", "STOP_DEADLINE"]
@@ -110,7 +110,7 @@ class Service:
                 update={"pipelines": {k: v for k, v in self.config.pipelines.items() if k != name}}
             )
         self.metrics.forget(name)
-        self.pool.prune()
+        self.pool.prune(keep={model_key(s) for s in self.config.pipelines.values()})
 
     def restart_pipeline(self, name: str) -> PipelineStatus:
         """Stop a pipeline and start it again with the same settings."""
@@ -136,7 +136,7 @@ class Service:
                 self.metrics.forget(n)
             self.config = config
             self.pool.configure(max_batch=config.max_batch, max_wait=config.max_wait_ms / 1000.0)
-            self.pool.prune()
+            self.pool.prune(keep={model_key(s) for s in new.values()})
             for n in changed + added:
                 self._start(n, new[n], previous=previous.get(n))
         if removed or changed or added:

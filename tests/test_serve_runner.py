@@ -1,0 +1,41 @@
+"""The runner's rules that need no process: where a restarted recording goes, which
+sources end by themselves, and the JSON log lines."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from streammat.service.config import ServePipeline
+from streammat.service.logs import JsonFormatter
+from streammat.service.runner import ends_by_itself, segment_name
+
+
+def test_a_restart_never_writes_over_an_earlier_segment(tmp_path: Path) -> None:
+    out = tmp_path / "rec.mov"
+    assert segment_name(str(out), 0) == str(out)
+    out.write_bytes(b"first run")
+    assert segment_name(str(out), 0) == str(tmp_path / "rec.1.mov")  # an earlier run's file stays
+    assert segment_name(str(out), 0, overwrite=True) == str(out)
+    (tmp_path / "rec.1.partial.mov").write_bytes(b"a failed attempt")
+    assert segment_name(str(out), 1) == str(tmp_path / "rec.2.mov")
+
+
+def test_only_a_file_that_is_not_looped_ends_by_itself() -> None:
+    def settings(source: str, **extra: object) -> ServePipeline:
+        return ServePipeline(source=source, publish="tcp://127.0.0.1:5601", **extra)
+
+    assert ends_by_itself(settings("clip.mp4"))
+    assert not ends_by_itself(settings("clip.mp4", loop=True))
+    assert not ends_by_itself(settings("0"))
+    assert not ends_by_itself(settings("rtsp://10.0.0.1/stream"))
+    assert not ends_by_itself(settings("zmq+tcp://127.0.0.1:5700"))
+
+
+def test_json_log_lines_are_one_object_each() -> None:
+    args = ("b", "lost")
+    record = logging.LogRecord("streammat.service", logging.WARNING, __file__, 1, "pipeline %s: %s", args, None)
+    data = json.loads(JsonFormatter().format(record))
+    assert data["level"] == "warning" and data["message"] == "pipeline b: lost"
+    assert data["logger"] == "streammat.service" and data["time"].endswith("Z")
