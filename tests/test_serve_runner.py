@@ -39,3 +39,33 @@ def test_json_log_lines_are_one_object_each() -> None:
     data = json.loads(JsonFormatter().format(record))
     assert data["level"] == "warning" and data["message"] == "pipeline b: lost"
     assert data["logger"] == "streammat.service" and data["time"].endswith("Z")
+
+
+def test_a_source_missing_at_start_is_retried_until_it_appears(tmp_path: Path, tiny_home: Path) -> None:
+    import time
+
+    from streammat.service.config import ServeConfig
+    from streammat.service.supervisor import Service
+    from streammat.testing import camera_clip
+
+    clip = tmp_path / "late.mp4"
+    pipeline = {"source": str(clip), "loop": True, "model": "u2netp", "output": str(tmp_path / "rec.mkv")}
+    service = Service(ServeConfig(backoff_min=0.1, backoff_max=0.5, pipelines={"late": ServePipeline(**pipeline)}))
+    service.start()
+    try:
+        deadline = time.monotonic() + 60
+        while service.pipeline("late").errors.get("input", 0) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        status = service.pipeline("late")
+        assert status.errors.get("input", 0) >= 2 and status.state in ("starting", "backoff")
+        assert "late.mp4" in (status.last_error or "")
+        camera_clip(clip, frames=30)
+        while service.pipeline("late").frames_out < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert service.pipeline("late").state == "running"
+        assert service.latest_frame("late") is not None
+    finally:
+        assert service.stop()
+    rgb, alpha = service.latest_frame("late")
+    assert rgb.shape == (48, 64, 3) and alpha.shape == (48, 64)
+    assert (tmp_path / "rec.mkv").exists()  # the first segment, finalized
