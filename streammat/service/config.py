@@ -145,11 +145,15 @@ def pipeline_settings(name: str, values: Any, *, where: str = "pipeline") -> Ser
         settings = ServeConfig(pipelines={name: values}).pipelines[name]
     except ValidationError as exc:
         raise ConfigError(_one_line(exc, where)) from None
+    _require_output(name, settings, where)
+    return settings
+
+
+def _require_output(name: str, settings: ServePipeline, where: str) -> None:
     if not settings.has_output:
         raise ConfigError(
             f"{where}: pipelines.{name}: nothing to write; expected output, publish, preview or virtual_camera"
         )
-    return settings
 
 
 def check_unique(config: ServeConfig, where: str) -> None:
@@ -204,10 +208,7 @@ def load_serve_config(path: str | Path) -> ServeConfig:
     except ValidationError as exc:
         raise ConfigError(_one_line(exc, where)) from None
     for name, settings in config.pipelines.items():
-        if not settings.has_output:
-            raise ConfigError(
-                f"{where}: pipelines.{name}: nothing to write; expected output, publish, preview or virtual_camera"
-            )
+        _require_output(name, settings, where)
     if config.backoff_max < config.backoff_min:
         raise ConfigError(
             f"{where}: backoff_max: expected >= backoff_min ({config.backoff_min:g}), got {config.backoff_max:g}"
