@@ -279,8 +279,13 @@ def test_a_lost_upstream_restarts_only_its_pipeline(server: Server) -> None:
 
 def test_sighup_restarts_only_the_changed_pipeline(server: Server) -> None:
     before = {n: server.metric("streammat_pipeline_restarts_total", pipeline=n) for n in "abc"}
-    server.write_config(smoothing_c=0.25)
     assert server.proc is not None
+    good = server.config.read_text()
+    server.config.write_text(good.replace("smoothing: 0.5", "smoothing: 5"))  # refused: the running config stays
+    server.proc.send_signal(signal.SIGHUP)
+    server.until(lambda: "reload refused" in server.tail(), "the refused reload logged")
+    assert "pipelines.c.smoothing" in server.tail()
+    server.write_config(smoothing_c=0.25)
     server.proc.send_signal(signal.SIGHUP)
     server.until(
         lambda: server.metric("streammat_pipeline_restarts_total", pipeline="c") == before["c"] + 1,
