@@ -24,7 +24,17 @@ from typing import Any
 from .config import PipelineSettings
 from .errors import ConfigError, OutputError
 
-__all__ = ["process", "build_pipeline", "build_matter", "build_sinks", "build_source", "PassThrough", "is_live_source"]
+__all__ = [
+    "process",
+    "build_pipeline",
+    "build_model",
+    "build_matter",
+    "with_matte_controls",
+    "build_sinks",
+    "build_source",
+    "PassThrough",
+    "is_live_source",
+]
 
 log = logging.getLogger(__name__)
 
@@ -175,16 +185,27 @@ def _publishers(settings: PipelineSettings) -> list[Any]:
     ]
 
 
-def build_matter(settings: Any, *, plan: Any, session: Any = None) -> Any:
-    """The matting stage for ``settings`` (a ``MattingSettings``); creates the session once
-    unless one is given (the service shares one session between streams)."""
+def build_model(settings: Any, *, plan: Any, session: Any = None) -> tuple[Any, Any]:
+    """``(session, matter)`` for ``settings`` (a ``MattingSettings``): the session, created
+    once unless one is given, and its bare matter, without matte controls."""
     from .matting import create_matter
 
     if session is None:
         from .matting.sessions import create_session
 
         session = create_session(settings.model, device=settings.device, threads=settings.threads or plan.onnx_intra_op)
-    matter = create_matter(session, fast=settings.fast, device=settings.device, backend=settings.backend)
+    return session, create_matter(session, fast=settings.fast, device=settings.device, backend=settings.backend)
+
+
+def build_matter(settings: Any, *, plan: Any, session: Any = None) -> Any:
+    """The matting stage for ``settings``: the model's matter inside its matte controls."""
+    return with_matte_controls(build_model(settings, plan=plan, session=session)[1], settings)
+
+
+def with_matte_controls(matter: Any, settings: Any) -> Any:
+    """``matter`` wrapped in the matte controls of ``settings`` (refinement, smoothing,
+    threshold, feather, every-N; unchanged when they are off). The service wraps each
+    stream's view of a shared model."""
     if not settings.temporal:
         return matter
     from .matting.temporal import TemporalMatter

@@ -143,6 +143,7 @@ class Pipeline:
         self._source_error: BaseException | None = None
         self._lock = threading.Lock()
         self._ran = False
+        self._queues: dict[str, queue.Queue] = {}
 
     # -- public -------------------------------------------------------------------
     def stop(self, *, drain: bool = False) -> None:
@@ -158,6 +159,10 @@ class Pipeline:
     @property
     def stopping(self) -> bool:
         return self._drain.is_set()
+
+    def queue_depths(self) -> dict[str, int]:
+        """Items waiting between the stages now (empty before ``run``), for monitoring."""
+        return {name: q.qsize() for name, q in self._queues.items()}
 
     def run(self) -> RunResult:
         if self._ran:
@@ -186,6 +191,7 @@ class Pipeline:
         )
         inferred_q: queue.Queue = queue.Queue(self.queue_depth)
         matted_q: queue.Queue = queue.Queue(self.queue_depth)
+        self._queues = {"frames": frames_q, "batches": batches_q, "inferred": inferred_q, "matted": matted_q}
         busy = {"decode": 0.0, "prepare": 0.0, "model": 0.0, "finish": 0.0, "encode": 0.0}
         stages = [
             ("decode", self._decode, (frames_q, result, busy)),

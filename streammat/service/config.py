@@ -1,0 +1,223 @@
+"""The settings of ``streammat serve``: an HTTP address and named pipelines.
+
+Each pipeline is a ``PipelineSettings`` with the live defaults (``LiveConfig``: real
+time, batches of 1, smoothing on), so every ``process``/``live`` option is a key with the
+same name, type and check. The whole file is validated before anything starts, and an
+error is one line naming the file, the key path (``pipelines.cam1.batch_size``) and what
+was expected::
+
+    http: 127.0.0.1:9100
+    pipelines:
+      cam1: {source: /data/clip.mp4, realtime: true, loop: true, publish: tcp://127.0.0.1:5601}
+      cam2: {source: zmq+tcp://127.0.0.1:5700, output: /data/cam2.mov}
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ..config import LiveConfig, describe_error
+from ..errors import ConfigError
+
+__all__ = [
+    "ServeConfig",
+    "ServePipeline",
+    "load_serve_config",
+    "parse_http",
+    "pipeline_settings",
+    "check_unique",
+    "DEFAULT_HTTP",
+]
+
+DEFAULT_HTTP = "127.0.0.1:9100"
+#: pipeline names appear in metric labels, URLs and log lines
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+NAME_RULE = "1-64 letters, digits, '_', '.' or '-'"
+_HTTP_PATTERN = re.compile(r"^(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):(?P<port>[0-9]{1,5})$")
+#: the default name of the job database, beside the config file
+STATE_FILE = "streammat-state.sqlite"
+
+
+class ServePipeline(LiveConfig):
+    """One pipeline of the service: ``streammat live``'s settings, with a required source."""
+
+    source: str = Field(min_length=1, validation_alias=AliasChoices("source", "camera", "input"))
+    #: seconds without any message (frames or the publisher's idle heartbeats) before a
+    #: ZeroMQ upstream counts as gone and the pipeline restarts; it bounds the wait for the
+    #: first frame too, so a stop never waits on an absent publisher for long
+    source_timeout: Annotated[float, Field(gt=0)] | None = 5.0
+
+    @field_validator("source", mode="before")
+    @classmethod
+    def _camera_index(cls, value: Any) -> Any:
+        # `source: 0` in YAML is the camera index, as `--camera 0` is on the command line
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return str(value)
+        return value
+
+    @property
+    def has_output(self) -> bool:
+        return bool(self.output or self.publish or self.preview or self.virtual_camera is not None)
+
+
+class ServeConfig(BaseModel):
+    """The whole service file."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    #: HOST:PORT of /metrics, /healthz, /readyz and the control API
+    http: str = DEFAULT_HTTP
+    pipelines: dict[str, ServePipeline] = Field(default_factory=dict)
+    #: frames of all streams sharing one model in one model call, and how long a waiting
+    #: frame may be held for others to join it
+    max_batch: Annotated[int, Field(ge=1, le=256)] = 8
+    max_wait_ms: Annotated[float, Field(ge=0, le=1000)] = 4.0
+    #: restart delays of a failed pipeline: doubling from the first to the second
+    backoff_min: Annotated[float, Field(gt=0, le=600)] = 0.5
+    backoff_max: Annotated[float, Field(gt=0, le=3600)] = 30.0
+    log_format: Literal["text", "json"] = "text"
+    #: the control API: job database (SQLite), folders jobs may read and write, how many
+    #: jobs run at once, bearer token (None: no authentication)
+    state: str | None = None
+    roots: list[str] = Field(default_factory=list)
+    max_jobs: Annotated[int, Field(ge=1, le=64)] = 1
+    token: str | None = None
+
+    @field_validator("http")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        parse_http(value)
+        return value
+
+    @field_validator("pipelines")
+    @classmethod
+    def _names(cls, value: dict[str, ServePipeline]) -> dict[str, ServePipeline]:
+        for name in value:
+            if not NAME_PATTERN.match(name):
+                raise ValueError(f"pipeline name {name!r}: expected {NAME_RULE}")
+        return value
+
+    @property
+    def host(self) -> str:
+        return parse_http(self.http)[0]
+
+    @property
+    def port(self) -> int:
+        return parse_http(self.http)[1]
+
+
+def parse_http(value: str) -> tuple[str, int]:
+    """``"HOST:PORT"`` → ``(host, port)``; raises ``ValueError`` with what is expected."""
+    m = _HTTP_PATTERN.match(value)
+    if not m or int(m["port"]) > 65535:
+        raise ValueError(f"expected HOST:PORT with a port 0-65535 (e.g. {DEFAULT_HTTP})")
+    return m["host"].strip("[]"), int(m["port"])
+
+
+def _fields_at(loc: tuple[Any, ...]) -> set[str]:
+    """The valid keys where an unknown key was found, for the 'did you mean' hint."""
+    if len(loc) >= 3 and loc[0] == "pipelines":
+        return set(ServePipeline.model_fields)
+    return set(ServeConfig.model_fields)
+
+
+def _one_line(exc: ValidationError, where: str) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    if err["type"] == "missing":
+        return f"{where}: {loc}: required setting is missing"
+    if err["type"] == "value_error":
+        return f"{where}: {loc}: {str(err['ctx']['error'])}, got {err.get('input')!r}"
+    return describe_error(exc, _fields_at(tuple(err["loc"])), where=where)
+
+
+def pipeline_settings(name: str, values: Any, *, where: str = "pipeline") -> ServePipeline:
+    """One pipeline's settings from a mapping (the control API adds pipelines this way)."""
+    if not NAME_PATTERN.match(name):
+        raise ConfigError(f"{where}: pipelines.{name}: expected a pipeline name of {NAME_RULE}")
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: pipelines.{name}: expected a mapping of settings, got {type(values).__name__}")
+    try:
+        settings = ServeConfig(pipelines={name: values}).pipelines[name]
+    except ValidationError as exc:
+        raise ConfigError(_one_line(exc, where)) from None
+    _require_output(name, settings, where)
+    return settings
+
+
+def _require_output(name: str, settings: ServePipeline, where: str) -> None:
+    if not settings.has_output:
+        raise ConfigError(
+            f"{where}: pipelines.{name}: nothing to write; expected output, publish, preview or virtual_camera"
+        )
+
+
+def check_unique(config: ServeConfig, where: str) -> None:
+    """Two pipelines cannot bind the same endpoint or write the same file."""
+    seen: dict[str, str] = {}
+    for name, p in config.pipelines.items():
+        claims = [("publish", url) for url in p.publish]
+        if p.output:
+            claims.append(("output", str(Path(p.output).expanduser().resolve())))
+        for key, value in claims:
+            other = seen.setdefault(f"{key}:{value}", name)
+            if other != name:
+                shown = value if key == "publish" else p.output
+                raise ConfigError(f"{where}: pipelines.{name}.{key}: {shown} is already used by pipeline {other!r}")
+
+
+def load_serve_config(path: str | Path) -> ServeConfig:
+    """Read and validate a service file; defaults that depend on its place are filled in
+    (``state`` and ``roots`` beside the file)."""
+    import yaml
+
+    p = Path(path)
+    where = str(p)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{where}: not a YAML text file") from None
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read config ({exc.strerror or exc})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where}: invalid YAML ({str(exc).splitlines()[0]})") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping with http: and pipelines:, got {type(data).__name__}")
+    pipelines = data.get("pipelines")
+    if pipelines is None and "pipelines" in data:
+        data = {k: v for k, v in data.items() if k != "pipelines"}
+    elif isinstance(pipelines, dict):
+        for name, values in pipelines.items():
+            if not isinstance(name, str) or not NAME_PATTERN.match(name):
+                raise ConfigError(f"{where}: pipelines.{name}: expected a pipeline name of {NAME_RULE}")
+            if not isinstance(values, dict):
+                raise ConfigError(
+                    f"{where}: pipelines.{name}: expected a mapping of settings (source, publish, ...), "
+                    f"got {type(values).__name__}"
+                )
+    try:
+        config = ServeConfig(**{str(k): v for k, v in data.items()})
+    except ValidationError as exc:
+        raise ConfigError(_one_line(exc, where)) from None
+    for name, settings in config.pipelines.items():
+        _require_output(name, settings, where)
+    if config.backoff_max < config.backoff_min:
+        raise ConfigError(
+            f"{where}: backoff_max: expected >= backoff_min ({config.backoff_min:g}), got {config.backoff_max:g}"
+        )
+    check_unique(config, where)
+    folder = str(p.resolve().parent)
+    update: dict[str, Any] = {}
+    if config.state is None:
+        update["state"] = str(Path(folder) / STATE_FILE)
+    if not config.roots:
+        update["roots"] = [folder]
+    return config.model_copy(update=update)

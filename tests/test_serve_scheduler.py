@@ -1,0 +1,85 @@
+"""The shared model's scheduler: several streams' frames in one onnxruntime call, each
+stream getting back exactly its own rows, in order; a silent stream never holds the others
+longer than max_wait."""
+
+from __future__ import annotations
+
+import threading
+from fractions import Fraction
+
+import torch
+
+from streammat.frames import Batch
+from streammat.matting import create_matter
+from streammat.matting.sessions import create_session
+from streammat.service.scheduler import ModelScheduler
+
+FRAMES = 6
+
+
+def _batch(stream: int, k: int) -> Batch:
+    g = torch.Generator().manual_seed(1000 * stream + k)
+    images = torch.randint(0, 256, (1, 48, 64, 3), dtype=torch.uint8, generator=g)
+    return Batch(images=images, pts=(k,), time_base=Fraction(1, 30), indices=(k,))
+
+
+def test_two_streams_share_each_model_call_and_get_their_own_rows_in_order(tiny_home):
+    matter = create_matter(create_session("u2netp", device="cpu", threads=1), device="cpu")
+    calls: list[int] = []
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        calls.append(x.shape[0])
+        return matter.infer(x)
+
+    scheduler = ModelScheduler(run, max_batch=8, max_wait=5.0)  # both streams always wait for each other
+    streams = [scheduler.attach(), scheduler.attach()]
+    got: dict[int, list[torch.Tensor]] = {s: [] for s in streams}
+    inputs = {s: [matter.prepare(_batch(s, k)) for k in range(FRAMES)] for s in streams}
+
+    def feed(stream: int) -> None:
+        for x in inputs[stream]:
+            got[stream].append(scheduler.submit(stream, x))
+
+    threads = [threading.Thread(target=feed, args=(s,)) for s in streams]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    scheduler.close()
+    assert not any(t.is_alive() for t in threads)
+    assert calls == [2] * FRAMES  # every call held one frame of each stream
+    assert scheduler.stats.streams_per_call == {2: FRAMES}
+    for s in streams:  # each stream's k-th answer is its own k-th frame's, computed alone
+        assert len(got[s]) == FRAMES
+        for k in range(FRAMES):
+            torch.testing.assert_close(got[s][k], matter.infer(inputs[s][k]), atol=1e-5, rtol=1e-4)
+
+
+def test_a_silent_stream_does_not_hold_a_running_one(tiny_home):
+    matter = create_matter(create_session("u2netp", device="cpu", threads=1), device="cpu")
+    scheduler = ModelScheduler(matter.infer, max_batch=8, max_wait=0.01)
+    running = scheduler.attach()
+    scheduler.attach()  # a stalled camera: attached, never submits
+    try:
+        outs = [scheduler.submit(running, matter.prepare(_batch(1, k))) for k in range(3)]
+    finally:
+        scheduler.close()
+    assert [o.shape[0] for o in outs] == [1, 1, 1]
+    assert scheduler.stats.fill == {1: 3}
+
+
+def test_a_model_error_reaches_every_stream_of_the_call():
+    def broken(x: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("out of memory")
+
+    scheduler = ModelScheduler(broken, max_batch=4, max_wait=0.01)
+    stream = scheduler.attach()
+    try:
+        try:
+            scheduler.submit(stream, torch.zeros(1, 3, 8, 8))
+        except RuntimeError as exc:
+            assert "out of memory" in str(exc)
+        else:
+            raise AssertionError("the model error was swallowed")
+    finally:
+        scheduler.close()
