@@ -1,0 +1,1 @@
+"""The streammat service: live pipelines and file jobs behind one HTTP API."""
