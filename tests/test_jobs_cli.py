@@ -20,8 +20,24 @@ def test_submit_list_show_cancel(tmp_path: Path, tiny_home: Path, capsys) -> Non
     (tmp_path / "out").mkdir()
     with running_server(tmp_path) as srv:
         server = ["jobs", "--server", srv.url]
-        assert main([*server, "submit", str(clips), "-o", str(tmp_path / "out"), "--format", "mkv",
-                     "--option", "model=u2netp", "--option", "batch-size=2"]) == 0
+        assert (
+            main(
+                [
+                    *server,
+                    "submit",
+                    str(clips),
+                    "-o",
+                    str(tmp_path / "out"),
+                    "--format",
+                    "mkv",
+                    "--option",
+                    "model=u2netp",
+                    "--option",
+                    "batch-size=2",
+                ]
+            )
+            == 0
+        )
         lines = capsys.readouterr().out.splitlines()
         assert [line.split()[:3] for line in lines] == [["job", "1", "queued:"], ["job", "2", "queued:"]]
         for job_id in (1, 2):
@@ -40,6 +56,8 @@ def test_submit_list_show_cancel(tmp_path: Path, tiny_home: Path, capsys) -> Non
         bad = subprocess.run(
             [sys.executable, "-m", "streammat", *server, "show", "42"], capture_output=True, text=True, timeout=60
         )
-        assert bad.returncode == 1 and bad.stderr.strip() == f"streammat: error: {srv.url}: no job with id 42 (HTTP 404)"
+        assert (
+            bad.returncode == 1 and bad.stderr.strip() == f"streammat: error: {srv.url}: no job with id 42 (HTTP 404)"
+        )
     assert main(["jobs", "--server", srv.url, "list"]) == 1
     assert "cannot reach" in capsys.readouterr().err

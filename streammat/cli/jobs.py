@@ -41,9 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("input", help="video file, or a folder of clips, on the service's host")
     s.add_argument("-o", "--output", required=True, help="output file (a folder when INPUT is a folder)")
     s.add_argument("--format", default="mov", help="output suffix for a folder of clips (default mov)")
-    s.add_argument(
-        "--option", action="append", default=[], metavar="KEY=VALUE", help="a process setting (repeatable)"
-    )
+    s.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="a process setting (repeatable)")
     verbs.add_parser("list", help="the newest jobs")
     show = verbs.add_parser("show", help="one job in full")
     show.add_argument("id", type=int)
@@ -131,7 +129,9 @@ def _describe(job: dict[str, Any]) -> str:
         lines.append(f"  error     {job['error']}")
     if job.get("options"):
         lines.append(f"  options   {json.dumps(job['options'], sort_keys=True)}")
-    lines.append(f"  times     queued {_ago(job['created'])}, started {_ago(job['started'])}, ended {_ago(job['ended'])}")
+    lines.append(
+        f"  times     queued {_ago(job['created'])}, started {_ago(job['started'])}, ended {_ago(job['ended'])}"
+    )
     return "\n".join(lines)
 
 
