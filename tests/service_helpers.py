@@ -24,13 +24,22 @@ class FakeStatus:
     name: str
     state: str = "running"
     fps: float = 0.0
-    frames: int = 0
-    drops: int = 0
+    frames_out: int = 0
+    dropped: int = 0
     latency_p50: float | None = 0.012
     latency_p95: float | None = 0.020
     restarts: int = 0
     last_error: str | None = None
     settings: dict[str, Any] = field(default_factory=dict)
+
+    # the supervisor's status offers these counts as properties, as here
+    @property
+    def frames(self) -> int:
+        return self.frames_out
+
+    @property
+    def drops(self) -> int:
+        return self.dropped
 
 
 class FakeService:
@@ -45,8 +54,8 @@ class FakeService:
 
     def _tick(self, status: FakeStatus) -> None:
         t = time.monotonic() - self._start
-        status.frames = int(t * 30)
-        status.fps = round(29.0 + (status.frames % 20) / 10, 1)
+        status.frames_out = int(t * 30)
+        status.fps = round(29.0 + (status.frames_out % 20) / 10, 1)
 
     def pipelines(self) -> list[FakeStatus]:
         with self._lock:
@@ -106,9 +115,19 @@ class Server:
 
 @contextmanager
 def running_server(
-    root: Path, *, service: Any = None, token: str | None = None, max_jobs: int = 1, headers: dict | None = None
+    root: Path,
+    *,
+    service: Any = None,
+    token: str | None = None,
+    host: str = "127.0.0.1",
+    max_jobs: int = 1,
+    headers: dict | None = None,
 ) -> Iterator[Server]:
-    control = Control.start(state=root / "jobs.db", roots=[root], max_jobs=max_jobs, token=token, service=service)
+    """The control API on loopback; ``host`` is the address the service believes it binds
+    (anything but loopback makes it require a token, as a real exposed service would)."""
+    control = Control.start(
+        state=root / "jobs.db", roots=[root], max_jobs=max_jobs, token=token, host=host, service=service
+    )
     url, stop = serve_in_thread(create_app(control))
     client = httpx.Client(base_url=url, timeout=30, headers=headers or {})
     try:

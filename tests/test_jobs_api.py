@@ -152,6 +152,16 @@ def test_token_is_required_when_configured(tmp_path: Path) -> None:
         assert srv.client.get("/").status_code == 200  # the page itself holds no data
 
 
+def test_a_service_bound_beyond_loopback_makes_its_own_token(tmp_path: Path) -> None:
+    with running_server(tmp_path, host="0.0.0.0") as srv:
+        assert srv.control.token_generated and srv.control.token
+        assert srv.client.get("/jobs").status_code == 401
+        ok = {"Authorization": f"Bearer {srv.control.token}"}
+        assert srv.client.get("/jobs", headers=ok).status_code == 200
+    with running_server(tmp_path, host="0.0.0.0") as again:  # the same token after a restart
+        assert again.control.token == srv.control.token and not again.control.token_generated
+
+
 def test_errors_are_json_lines(tmp_path: Path) -> None:
     with running_server(tmp_path) as srv:
         as_json = {"Content-Type": "application/json"}
@@ -181,6 +191,8 @@ def test_pipelines_and_their_preview(tmp_path: Path) -> None:
         assert srv.client.post("/pipelines/cam2/restart").status_code == 200
         cam2 = [p for p in srv.client.get("/pipelines").json()["pipelines"] if p["name"] == "cam2"][0]
         assert cam2["restarts"] == 1 and cam2["settings"] == {"source": "1"}
+        cam1 = srv.client.get("/pipelines").json()["pipelines"][0]
+        assert cam1["frames"] > 0 and cam1["drops"] == 0 and cam1["latency_p95"] == 0.020
         assert srv.client.delete("/pipelines/cam2").status_code == 200
         assert srv.client.delete("/pipelines/cam2").status_code == 404
         jpeg = srv.client.get("/pipelines/cam1/preview.jpg")

@@ -13,9 +13,9 @@ import pytest
 
 from streammat.errors import ConfigError
 from streammat.service.auth import is_loopback, service_token, token_matches
+from streammat.service.job_runner import job_settings
 from streammat.service.jobs import SCHEMA_VERSION, JobNotFound, JobStateError, JobStore
 from streammat.service.paths import PathNotAllowed, Roots
-from streammat.service.runner import job_settings
 
 
 def test_jobs_are_claimed_oldest_first_and_retried_at_the_back(tmp_path: Path) -> None:

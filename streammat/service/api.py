@@ -23,12 +23,12 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingRes
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import ConfigError, StreammatError
-from .auth import TOKEN_COOKIE, token_matches
+from .auth import TOKEN_COOKIE, service_token, token_matches
+from .job_runner import JobRunner, job_settings
 from .jobs import FINISHED, JobNotFound, JobStateError, JobStore
 from .limits import MAX_BODY_BYTES, BodyLimit
 from .paths import PathNotAllowed, Roots
 from .preview import BOUNDARY, mjpeg_stream, placeholder, render
-from .runner import JobRunner, job_settings
 from .schemas import (
     ERROR_RESPONSES,
     PIPELINE_NAME,
@@ -81,7 +81,10 @@ class Control:
     runner: JobRunner
     roots: Roots
     service: ServiceLike | None = None
+    #: the token every request must carry (None: none needed)
     token: str | None = None
+    #: the token was made on this start: the operator has to be shown it once
+    token_generated: bool = False
 
     @classmethod
     def start(
@@ -91,17 +94,22 @@ class Control:
         roots: list[str] | list[Path],
         max_jobs: int = 1,
         token: str | None = None,
+        host: str = "127.0.0.1",
         service: ServiceLike | None = None,
         build: Any = None,
     ) -> Control:
         """Open the job database at ``state``, recover what a dead process left running and
-        start the job workers. ``token`` is the one the API requires (None: none)."""
+        start the job workers. ``token`` is the configured one; ``host`` the address the
+        service binds, which decides whether a token is needed (see ``auth``)."""
         checked = Roots(roots)
+        required, generated = service_token(token, host=host, state_path=state)
         store = JobStore(state)
         extra = {} if build is None else {"build": build}
         runner = JobRunner(store, max_jobs=max_jobs, roots=checked, **extra)
         runner.start()
-        return cls(store=store, runner=runner, roots=checked, service=service, token=token)
+        return cls(
+            store=store, runner=runner, roots=checked, service=service, token=required, token_generated=generated
+        )
 
     def close(self) -> None:
         """Stop the running jobs (they become ``interrupted``) and close the database."""

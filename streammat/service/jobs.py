@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..sinks._safe_path import partial_name, temp_sibling
 
 __all__ = ["Job", "JobStore", "JobNotFound", "JobStateError", "STATES", "FINISHED", "RETRYABLE", "SCHEMA_VERSION"]
 
@@ -103,6 +102,8 @@ def _job(row: sqlite3.Row) -> Job:
 def leftover_output(output: str, pid: int | None) -> Path | None:
     """The output a run of ``output`` left behind: its partial file, or the temporary file
     process ``pid`` was writing (renamed to the partial name here)."""
+    from ..sinks._safe_path import partial_name, temp_sibling  # the sinks' naming; imports torch
+
     final = Path(output)
     partial = partial_name(final)
     if pid is not None:

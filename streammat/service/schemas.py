@@ -132,6 +132,9 @@ class PipelineView(BaseModel):
             values = dict(status)
         else:
             values = dict(vars(status))
+        for name in cls.model_fields:  # counts a status offers as properties (frames, drops)
+            if name not in values and hasattr(status, name):
+                values[name] = getattr(status, name)
         settings = values.get("settings") or {}
         if isinstance(settings, BaseModel):
             settings = settings.model_dump(mode="json")
