@@ -188,6 +188,9 @@ def test_pipelines_and_their_preview(tmp_path: Path) -> None:
         assert added.status_code == 201, added.text
         assert srv.client.post("/pipelines", json={"name": "cam2", "settings": {}}).status_code == 409
         assert srv.client.post("/pipelines", json={"name": "../x", "settings": {}}).status_code == 422
+        for settings in ({"source": "/etc/hostname"}, {"source": "1", "output": "/tmp/rec.mkv"}):
+            refused = srv.client.post("/pipelines", json={"name": "cam3", "settings": settings})
+            assert refused.status_code == 403 and "outside the allowed folders" in refused.json()["error"]
         assert srv.client.post("/pipelines/cam2/restart").status_code == 200
         cam2 = [p for p in srv.client.get("/pipelines").json()["pipelines"] if p["name"] == "cam2"][0]
         assert cam2["restarts"] == 1 and cam2["settings"] == {"source": "1"}

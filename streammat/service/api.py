@@ -259,6 +259,9 @@ def control_router(control: Control) -> APIRouter:
         settings = dict(body.settings)
         if isinstance(settings.get("output"), str):
             settings["output"] = str(control.roots.output(settings["output"], what="settings.output"))
+        source = settings.get("source")
+        if isinstance(source, str) and _is_file_source(source):
+            settings["source"] = str(control.roots.input(source, what="settings.source"))
         svc.add_pipeline(body.name, settings)
         return Message(message=f"pipeline {body.name!r} started")
 
@@ -323,6 +326,11 @@ def control_router(control: Control) -> APIRouter:
     root.include_router(api)
     root.include_router(site)
     return root
+
+
+def _is_file_source(source: str) -> bool:
+    """A file a pipeline would read (confined to the roots), rather than a camera or a URL."""
+    return not (source.isdigit() or source.startswith("/dev/video") or "://" in source)
 
 
 def _asset(name: str) -> str:

@@ -75,23 +75,17 @@ async def mjpeg_stream(
     disconnected: Callable[[], Awaitable[bool]],
     *,
     fps: float = PREVIEW_FPS,
-    limit: int | None = None,
 ) -> AsyncIterator[bytes]:
     """Parts of the MJPEG stream: a new image whenever ``latest()`` returns a new frame, at
-    most ``fps`` a second, until the client disconnects (or ``limit`` images were sent)."""
-    sent = 0
+    most ``fps`` a second, until the client disconnects."""
     last: Any = None
     first = True
-    while limit is None or sent < limit:
-        if await disconnected():
-            return
+    while not await disconnected():
         frame = latest()
         if frame is None and first:
             yield _part(placeholder())
-            sent += 1
         elif frame is not None and frame is not last:
             last = frame
             yield _part(await asyncio.to_thread(render, *frame))
-            sent += 1
         first = False
         await asyncio.sleep(1.0 / fps)
