@@ -167,6 +167,8 @@ def test_errors_are_json_lines(tmp_path: Path) -> None:
         as_json = {"Content-Type": "application/json"}
         big = srv.client.post("/jobs", content=b"{" + b" " * 100_000 + b"}", headers=as_json)
         assert big.status_code == 413 and "larger than" in big.json()["error"]
+        chunked = srv.client.post("/jobs", content=(b" " * 1024 for _ in range(100)), headers=as_json)
+        assert chunked.status_code == 413 and "larger than" in chunked.json()["error"]
         bad = srv.client.post("/jobs", content=b"{not json", headers=as_json)
         assert bad.status_code == 422 and "error" in bad.json()
         missing = srv.client.post("/jobs", json={"output": "o.mkv"})

@@ -1,7 +1,8 @@
 """Request bodies are small JSON documents; anything larger is refused before it is read.
 
 An ASGI middleware (not a route check) so the limit holds for every route, and for bodies
-sent without a Content-Length (chunked) too: they are counted as they arrive.
+sent without a Content-Length (chunked) too: they are counted as they arrive, and only a
+body within the limit is handed on.
 """
 
 from __future__ import annotations
@@ -13,10 +14,6 @@ __all__ = ["BodyLimit", "MAX_BODY_BYTES"]
 
 #: a job or pipeline request is well under 4 KB; 64 KB leaves room and bounds the parser
 MAX_BODY_BYTES = 64 * 1024
-
-
-class _TooLarge(Exception):
-    pass
 
 
 class BodyLimit:
@@ -39,29 +36,26 @@ class BodyLimit:
                 if too_large:
                     await self._refuse(send)
                     return
+        # read the whole (small) body first, so an oversized one is refused before any route
+        # sees it, and a route never meets a half-read body
+        messages: list[dict[str, Any]] = []
         seen = 0
-        started = False
-
-        async def counting_receive() -> dict[str, Any]:
-            nonlocal seen
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise _TooLarge
-            return message
-
-        async def tracking_send(message: dict[str, Any]) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except _TooLarge:
-            if not started:
+            messages.append(message)
+            if message["type"] != "http.request":
+                break  # the client went away
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
                 await self._refuse(send)
+                return
+            if not message.get("more_body", False):
+                break
+
+        async def replay() -> dict[str, Any]:
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, send)
 
     async def _refuse(self, send: Any) -> None:
         body = json.dumps({"error": f"request body larger than {self.max_bytes // 1024} KB"}).encode()
