@@ -96,7 +96,6 @@ class Control:
         token: str | None = None,
         host: str = "127.0.0.1",
         service: ServiceLike | None = None,
-        build: Any = None,
     ) -> Control:
         """Open the job database at ``state``, recover what a dead process left running and
         start the job workers. ``token`` is the configured one; ``host`` the address the
@@ -104,8 +103,7 @@ class Control:
         checked = Roots(roots)
         required, generated = service_token(token, host=host, state_path=state)
         store = JobStore(state)
-        extra = {} if build is None else {"build": build}
-        runner = JobRunner(store, max_jobs=max_jobs, roots=checked, **extra)
+        runner = JobRunner(store, max_jobs=max_jobs, roots=checked)
         runner.start()
         return cls(
             store=store, runner=runner, roots=checked, service=service, token=required, token_generated=generated
