@@ -68,6 +68,8 @@ def test_recover_renames_the_dead_process_output_to_partial(tmp_path: Path) -> N
     assert (tmp_path / "out.partial.mkv").read_bytes() == b"frames"
     assert "after 7 frames; partial output" in got.error
     assert store.recover() == []
+    retried = store.retry(job.id)  # an interrupted job can run again
+    assert (retried.state, retried.frames_done, retried.partial, retried.result) == ("queued", 0, False, None)
 
 
 def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
