@@ -19,7 +19,7 @@ from ..errors import ConfigError, Interrupted, StreammatError
 from ._run import install_signal_handlers
 
 # sub-command modules, in the order `streammat --help` lists them
-_COMMANDS = ("process", "live", "serve", "models", "sample", "subscribe", "keys")
+_COMMANDS = ("process", "live", "serve", "models", "sample", "subscribe", "keys", "jobs")
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2

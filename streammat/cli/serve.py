@@ -78,6 +78,7 @@ def check(path: str, running: Any = None) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
+    from ..service.api import Control, install
     from ..service.app import HttpServer, create_app
     from ..service.supervisor import Service
 
@@ -108,7 +109,20 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGHUP, on_reload)
 
     service = Service(config)
-    http = HttpServer(create_app(service), config.host, config.port)
+    assert config.state is not None  # filled in beside the config file when not given
+    control = Control.start(
+        state=config.state,
+        roots=config.roots,
+        max_jobs=config.max_jobs,
+        token=config.token,
+        host=config.host,
+        service=service,
+    )
+    if control.token_generated:  # shown once: the operator needs it for the API and the dashboard
+        print(f"streammat serve: API token (kept in {config.state}.token): {control.token}", file=sys.stderr)
+    app = create_app(service)
+    install(app, control)
+    http = HttpServer(app, config.host, config.port)
     url = http.start()
     log.info("streammat serve: %d pipelines; %s/metrics", len(config.pipelines), url)
     service.start()
@@ -123,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
                     log.error("reload refused, the running config stays: %s", exc)
     finally:
         log.info("stopping: finalizing recordings")
+        control.close()  # running jobs become interrupted, with their partial outputs
         service.stop()
         http.stop()
     return 0

@@ -40,9 +40,10 @@ def check_folder(folder: Path, shown: str) -> None:
         raise OutputError(f"cannot write {shown}: permission denied on folder {folder}")
 
 
-def temp_sibling(final: Path) -> Path:
-    """``dir/.name.tmp-<pid>.ext`` (or ``dir/.name.tmp-<pid>`` for a folder without suffix)."""
-    return final.with_name(f".{final.stem}.tmp-{os.getpid()}{final.suffix}")
+def temp_sibling(final: Path, *, pid: int | None = None) -> Path:
+    """``dir/.name.tmp-<pid>.ext`` (or ``dir/.name.tmp-<pid>`` for a folder without suffix);
+    ``pid`` names another process's temporary file (the service recovers a dead one's)."""
+    return final.with_name(f".{final.stem}.tmp-{os.getpid() if pid is None else pid}{final.suffix}")
 
 
 def partial_name(final: Path) -> Path:

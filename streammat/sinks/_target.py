@@ -26,7 +26,7 @@ from . import _safe_path
 from ._lock import OutputLock
 from ._playable import drop_truncated_pngs, playable_frames
 
-__all__ = ["OutputTarget", "OVERWRITE_HINT"]
+__all__ = ["OutputTarget", "OVERWRITE_HINT", "recover_stale"]
 
 log = logging.getLogger(__name__)
 
@@ -147,25 +147,32 @@ class OutputTarget:
         self._lock.release()
 
     def _recover_stale(self) -> None:
-        final = self.final
-        rx = re.compile(rf"\.{re.escape(final.stem)}\.tmp-(\d+){re.escape(final.suffix)}")
-        parent = final.parent
-        if not parent.is_dir():
-            return
-        for tmp in parent.iterdir():
-            m = rx.fullmatch(tmp.name)
-            if not m or int(m.group(1)) == os.getpid() or _alive(int(m.group(1))):
-                continue
-            pid = int(m.group(1))
-            frames = drop_truncated_pngs(tmp) if tmp.is_dir() else playable_frames(tmp)
-            if frames == 0:
-                _safe_path.discard(tmp)
-                log.warning(
-                    "note: removed %s, left by a writer that stopped (process %d), no playable frames", tmp, pid
-                )
-                continue
-            dest = _safe_path.partial_name(final)
-            if dest.exists():
-                dest = final.with_name(f"{final.stem}.partial-{pid}{final.suffix}")
-            os.replace(tmp, dest)
-            log.warning("note: recovered %s (%d frames) from a writer that stopped (process %d)", dest, frames, pid)
+        recover_stale(self.final)
+
+
+def recover_stale(final: Path) -> list[Path]:
+    """Temporary outputs of ``final`` left by writers that died (kill -9, power cut): the
+    ones that play are renamed to ``NAME.partial.EXT``, the others removed, each with a
+    note. Returns the recovered paths."""
+    recovered: list[Path] = []
+    rx = re.compile(rf"\.{re.escape(final.stem)}\.tmp-(\d+){re.escape(final.suffix)}")
+    parent = final.parent
+    if not parent.is_dir():
+        return recovered
+    for tmp in parent.iterdir():
+        m = rx.fullmatch(tmp.name)
+        if not m or int(m.group(1)) == os.getpid() or _alive(int(m.group(1))):
+            continue
+        pid = int(m.group(1))
+        frames = drop_truncated_pngs(tmp) if tmp.is_dir() else playable_frames(tmp)
+        if frames == 0:
+            _safe_path.discard(tmp)
+            log.warning("note: removed %s, left by a writer that stopped (process %d), no playable frames", tmp, pid)
+            continue
+        dest = _safe_path.partial_name(final)
+        if dest.exists():
+            dest = final.with_name(f"{final.stem}.partial-{pid}{final.suffix}")
+        os.replace(tmp, dest)
+        log.warning("note: recovered %s (%d frames) from a writer that stopped (process %d)", dest, frames, pid)
+        recovered.append(dest)
+    return recovered
