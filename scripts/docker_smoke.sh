@@ -25,6 +25,8 @@ LOCAL_BASE=local/debian:bookworm
 IMAGE_UID=10001
 STOP_GRACE_S=10      # docker stop's grace period before SIGKILL: the exit must come sooner
 HEALTHY_WAIT_S=300   # the first health check waits for the service to load its model
+SAMPLE_S=5           # seconds of sample clip (30 frames/s)
+RECORD_S=5           # seconds a recording runs, once its first frames are written, before SIGTERM
 NAME=streammat-smoke-$$
 WORK=""
 
@@ -147,16 +149,27 @@ stop_in_time() { # CONTAINER
     say "$1 stopped by SIGTERM in $took s (exit code $code)"
 }
 
-# The sample clip, made inside the image (it has everything the sample needs).
-run "$IMAGE" sample /data/sample.mp4 > /dev/null || fail "streammat sample failed"
+# A stopped recording is finalized under its name or, where the command counts the stop as
+# an interruption, as NAME.partial.EXT; either must play. Prints the one found.
+stopped_recording() { # PATH_IN_DATA
+    local partial="${1%.*}.partial.${1##*.}"
+    for path in "$1" "$partial"; do
+        [[ -e $WORK/${path#/data/} ]] && echo "$path" && return
+    done
+    fail "no recording at $1 (nor $partial)"
+}
+
+# The sample clip, made inside the image (it has everything the sample needs); 5 s of it
+# keep the run short on a busy machine.
+run "$IMAGE" sample /data/sample.mp4 --seconds "$SAMPLE_S" > /dev/null || fail "streammat sample failed"
 
 say "process: sample clip -> /data/out.mov, --network none"
 start=$SECONDS
-run --no-healthcheck "$IMAGE" process /data/sample.mp4 -o /data/out.mov \
+run --no-healthcheck "$IMAGE" process /data/sample.mp4 -o /data/out.mov --codec prores \
     || fail "streammat process failed in the container"
 say "processed in $((SECONDS - start)) s"
 [[ $(stat -c %u "$WORK/out.mov") == "$IMAGE_UID" ]] || fail "out.mov is not owned by uid $IMAGE_UID"
-check_video /data/out.mov 300
+check_video /data/out.mov $((SAMPLE_S * 30))
 
 # SIGTERM through tini: a live recording of the looped sample, stopped after it started.
 docker run -d --name "$NAME-live" --network none --no-healthcheck -v "$WORK:/data" "$IMAGE" \
@@ -167,9 +180,10 @@ for _ in $(seq 240); do # the recording's temporary file appears with its first 
         || fail "live exited early: $(docker logs --tail 5 "$NAME-live" 2>&1)"
     sleep 0.5
 done
-sleep 3
+sleep "$RECORD_S"
 stop_in_time "$NAME-live"
-check_video /data/live.mkv 10
+recording=$(stopped_recording /data/live.mkv) || exit 1
+check_video "$recording" 10
 
 if run --entrypoint streammat "$IMAGE" serve --help > /dev/null 2>&1; then
     say "serve: default command, waiting for the health check"
@@ -184,9 +198,10 @@ if run --entrypoint streammat "$IMAGE" serve --help > /dev/null 2>&1; then
     done
     [[ $status == healthy ]] || fail "serve is $status: $(docker logs --tail 5 "$NAME-serve" 2>&1)"
     say "serve is healthy"
-    sleep 3
+    sleep "$RECORD_S"
     stop_in_time "$NAME-serve"
-    check_video /data/recordings/sample.mkv 10
+    recording=$(stopped_recording /data/recordings/sample.mkv) || exit 1
+    check_video "$recording" 10
 else
     say "skipped: serve not available in this build"
 fi
