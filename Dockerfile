@@ -16,7 +16,7 @@ ARG EXTRAS=cpu
 ARG TORCH=torch==2.13.0
 # PyPI's Linux torch wheels are CUDA builds of several GB; the CPU index has the small ones.
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
-# Read by pip from the environment; unset unless given (--build-arg PIP_CERT=/tmp/local/ca.crt).
+# Read by pip from the environment; unset unless given (--build-arg PIP_CERT=/tmp/local/ca-certificates.crt).
 ARG PIP_CERT
 ENV DEBIAN_FRONTEND=noninteractive PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1 REMBG_HOME=/models PATH=/opt/streammat/bin:$PATH \
@@ -45,7 +45,8 @@ RUN if compgen -G "/tmp/local/torch-*.whl" > /dev/null; then \
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY streammat ./streammat
-# torch is already there and satisfies the project's requirement, so pip keeps that build.
+# torch is already there and satisfies the project's requirement, so pip keeps that build;
+# the project's own requirements are ranges by design.
 # The model is pulled now, so the image works offline.
 # Importing rembg compiles pymatting's numba functions: minutes of CPU on every fresh
 # container unless their cache ships in the image. NUMBA_CPU_NAME=generic makes that cache
