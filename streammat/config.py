@@ -30,6 +30,7 @@ __all__ = [
     "ProcessConfig",
     "LiveConfig",
     "ClusterSettings",
+    "CLUSTER_ADDRESS",
     "load_config",
     "settings_from",
     "describe_error",
@@ -148,12 +149,16 @@ class LiveConfig(PipelineSettings):
     smoothing: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.5
 
 
+#: the Ray addresses ``--cluster`` and ``cluster.address`` accept
+CLUSTER_ADDRESS = r"^(local|auto|ray://[^\s/]+:\d+)$"
+
+
 class ClusterSettings(_Strict):
     """How ``streammat process --cluster`` spreads files over a Ray cluster (the ``cluster:``
     section). The matting itself is configured by the ``process:`` section."""
 
     #: ``local`` (start Ray here), ``auto`` (join the running cluster) or ``ray://HOST:10001``
-    address: str = Field("local", pattern=r"^(local|auto|ray://[^\s/]+:\d+)$")
+    address: str = Field("local", pattern=CLUSTER_ADDRESS)
     #: frames per chunk; chunks start at keyframes, so they hold at least this many (but the last)
     chunk_frames: Annotated[int, Field(ge=1, le=1_000_000)] = 240
     #: model actors (each loads the model once)

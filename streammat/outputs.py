@@ -21,5 +21,7 @@ def output_for(input: str | Path, folder: str | Path, fmt: str | None) -> Path:
         return Path(folder) / stem
     ext = next((e for e, f in EXTENSIONS.items() if f == fmt), None)
     if ext is None:
-        raise ConfigError(f"--format: {fmt!r} cannot be written into a folder; use one of {', '.join(EXTENSIONS.values())}")
+        raise ConfigError(
+            f"--format: {fmt!r} cannot be written into a folder; use one of {', '.join(EXTENSIONS.values())}"
+        )
     return Path(folder) / f"{stem}{ext}"

@@ -138,6 +138,9 @@ def run_cluster(
             target = output_for(path, out, fmt)
             outcome = FileOutcome(str(path), str(target))
             result.files.append(outcome)
+            if target.resolve() == Path(path).resolve():
+                outcome.error = f"{target}: the output would replace its input"
+                continue
             if target.exists() and not settings.overwrite:
                 outcome.error = f"{target}: exists (use -y to replace it)"
                 continue

@@ -124,9 +124,7 @@ def encode_chunk(
     sinks = build_sinks(sink_settings, plan=plan)
     try:
         source.open()
-        result = Pipeline(
-            source, matter, sinks, batch_size=settings.batch_size, queue_depth=settings.queue_depth
-        ).run()
+        result = Pipeline(source, matter, sinks, batch_size=settings.batch_size, queue_depth=settings.queue_depth).run()
     finally:
         source.close()
         matter.release()
