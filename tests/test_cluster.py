@@ -95,11 +95,25 @@ def test_clustered_vfr_clip_with_audio_is_identical_despite_shuffled_completion_
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["vfr.mkv"]  # no segments, no partials
 
 
-def test_temporal_smoothing_with_warm_up_matches_one_process(local_ray, vfr_clip, tmp_path):
+def test_smoothing_with_warm_up_matches_one_process_and_a_chunk_that_keeps_failing_is_reported(
+    local_ray, vfr_clip, tmp_path
+):
+    import shutil
+
+    doomed = tmp_path / "doomed.mp4"
+    shutil.copy(vfr_clip, doomed)
+
+    def hook(path: str, index: int) -> None:
+        if path.endswith("doomed.mp4") and index == 1:
+            raise RuntimeError("chunk 1 of doomed keeps failing")
+
     smooth = SETTINGS.model_copy(update={"smoothing": 0.5, "every": 2})
     single = _frames(_single(vfr_clip, tmp_path / "single.mkv", smooth))
-    result = run_cluster([str(vfr_clip)], tmp_path / "out", smooth, ClusterSettings(chunk_frames=6, warmup=12))
-    assert result.ok, result.failed
+    cluster = ClusterSettings(chunk_frames=6, warmup=12, retries=1)
+    result = run_cluster([str(vfr_clip), str(doomed)], tmp_path / "out", smooth, cluster, chunk_hook=hook)
+    assert [f.ok for f in result.files] == [True, False]
+    assert result.failed[0].error == "RuntimeError: chunk 1 of doomed keeps failing"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["vfr.mkv"]
     clustered = _frames(tmp_path / "out" / "vfr.mkv")
     assert [f.pts for f in clustered] == [f.pts for f in single]
     for a, b in zip(single, clustered, strict=True):

@@ -56,7 +56,7 @@ class ChunkSource(SourceLifecycle):
             self._container = container = av.open(self.path, metadata_errors="ignore")
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
-            if self.chunk.seek != self.chunk.start or self.chunk.index:
+            if self.chunk.index:  # the first chunk starts where the file does
                 container.seek(self.chunk.seek, stream=stream, backward=True, any_frame=False)
         except (av.FFmpegError, OSError, IndexError) as exc:
             raise InputError(f"{self.name}: cannot open ({exc})") from exc

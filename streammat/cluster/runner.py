@@ -104,10 +104,6 @@ def run_cluster(
     ``chunk_hook(path, chunk_index)`` runs at the start of every chunk task (fault
     injection in tests)."""
     import ray
-    from ray.exceptions import RayError
-
-    from .plan import plan_video
-    from .tasks import MatterActor, encode_chunk
 
     fmt = check_cluster_format(settings)
     out = Path(outdir)
@@ -116,40 +112,17 @@ def run_cluster(
     t0 = time.perf_counter()
     result = ClusterResult()
     try:
-        gpus = cluster.num_gpus
-        if gpus is None:
-            gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
-        actor_cls = ray.remote(MatterActor).options(
-            num_cpus=cluster.actor_cpus,
-            num_gpus=gpus,
-            max_restarts=cluster.retries,
-            max_task_retries=cluster.retries,
-        )
-        actors = [actor_cls.remote(settings) for _ in range(cluster.actors)]
-        # a bad input fails the same way every time: only other errors are worth a retry
-        retry = {"max_retries": cluster.retries, "retry_exceptions": [OSError, RuntimeError, OutputError, RayError]}
-        plan_task = ray.remote(plan_video).options(num_cpus=cluster.task_cpus, **retry)
-        chunk_task = ray.remote(encode_chunk).options(num_cpus=cluster.task_cpus, **retry)
-        join_task = ray.remote(_join).options(num_cpus=cluster.task_cpus, **retry)
-        warmup = cluster.warmup if settings.smoothing else 0
-        every = settings.every
+        run = _Run(settings, cluster, out, fmt, chunk_hook)
         plans: dict[Any, FileOutcome] = {}
         for path in inputs:
-            target = output_for(path, out, fmt)
-            outcome = FileOutcome(str(path), str(target))
+            outcome = FileOutcome(str(path), str(output_for(path, out, fmt)))
             result.files.append(outcome)
-            if target.resolve() == Path(path).resolve():
-                outcome.error = f"{target}: the output would replace its input"
-                continue
-            if target.exists() and not settings.overwrite:
-                outcome.error = f"{target}: exists (use -y to replace it)"
-                continue
-            ref = plan_task.remote(str(path), chunk_frames=cluster.chunk_frames, warmup=warmup, every=every)
-            plans[ref] = outcome
+            outcome.error = _output_problem(Path(path), Path(outcome.output), settings.overwrite)
+            if outcome.error is None:
+                plans[run.plan(outcome.input)] = outcome
         joins: dict[Any, FileOutcome] = {}
-        turn = 0
         pending = list(plans)
-        while pending:
+        while pending:  # each file's chunks start as soon as its own plan is ready
             done, pending = ray.wait(pending, num_returns=1)
             outcome = plans[done[0]]
             try:
@@ -158,24 +131,15 @@ def run_cluster(
                 outcome.error = _reason(exc)
                 continue
             outcome.frames, outcome.chunks = plan.frames, len(plan.chunks)
-            folder = out / SEGMENTS_DIR / Path(outcome.output).name
-            folder.mkdir(parents=True, exist_ok=True)
-            refs = []
-            for chunk in plan.chunks:
-                segment = str(folder / f"{chunk.index:06d}{SEGMENT_SUFFIX[fmt]}")
-                actor = actors[turn % len(actors)]
-                turn += 1
-                refs.append(chunk_task.remote(plan.path, chunk, settings, segment, actor, chunk_hook))
-            joins[join_task.remote(outcome.output, plan.path, str(folder), *refs)] = outcome
+            joins[run.chunks_and_join(plan, outcome.output)] = outcome
         for ref, outcome in joins.items():
             try:
                 ray.get(ref)
                 outcome.ok = True
             except Exception as exc:  # noqa: BLE001 - reported per file
                 outcome.error = _reason(exc)
-                shutil.rmtree(out / SEGMENTS_DIR / Path(outcome.output).name, ignore_errors=True)
-        for actor in actors:
-            ray.kill(actor)
+                shutil.rmtree(_segments(out, outcome.output), ignore_errors=True)
+        run.close()
     finally:
         _remove_empty(out / SEGMENTS_DIR)
         if started:
@@ -184,6 +148,77 @@ def run_cluster(
     for f in result.failed:
         log.error("%s: %s", f.input, f.error)
     return result
+
+
+class _Run:
+    """The remote functions and model actors of one ``run_cluster`` call."""
+
+    def __init__(
+        self,
+        settings: ProcessConfig,
+        cluster: ClusterSettings,
+        out: Path,
+        fmt: str,
+        hook: Callable[[str, int], None] | None,
+    ) -> None:
+        import ray
+        from ray.exceptions import RayError
+
+        from .plan import plan_video
+        from .tasks import MatterActor, encode_chunk
+
+        self.settings, self.cluster, self.out, self.fmt, self.hook = settings, cluster, out, fmt, hook
+        gpus = cluster.num_gpus
+        if gpus is None:
+            gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+        actor = ray.remote(MatterActor).options(
+            num_cpus=cluster.actor_cpus,
+            num_gpus=gpus,
+            max_restarts=cluster.retries,
+            max_task_retries=cluster.retries,
+        )
+        self.actors = [actor.remote(settings) for _ in range(cluster.actors)]
+        self._turn = 0
+        # a bad input fails the same way every time: only other errors are worth a retry
+        retry = {"max_retries": cluster.retries, "retry_exceptions": [OSError, RuntimeError, OutputError, RayError]}
+        self._plan = ray.remote(plan_video).options(num_cpus=cluster.task_cpus, **retry)
+        self._chunk = ray.remote(encode_chunk).options(num_cpus=cluster.task_cpus, **retry)
+        self._join = ray.remote(_join).options(num_cpus=cluster.task_cpus, **retry)
+
+    def plan(self, path: str) -> Any:
+        # warm-up frames only matter to the smoothing's state; every-N reuse only needs its phase
+        warmup = self.cluster.warmup if self.settings.smoothing else 0
+        return self._plan.remote(path, chunk_frames=self.cluster.chunk_frames, warmup=warmup, every=self.settings.every)
+
+    def chunks_and_join(self, plan: Any, output: str) -> Any:
+        """Submit every chunk of ``plan`` (actors taken in turn) and the join that waits for them."""
+        folder = _segments(self.out, output)
+        folder.mkdir(parents=True, exist_ok=True)
+        refs = []
+        for chunk in plan.chunks:
+            segment = str(folder / f"{chunk.index:06d}{SEGMENT_SUFFIX[self.fmt]}")
+            actor = self.actors[self._turn % len(self.actors)]
+            self._turn += 1
+            refs.append(self._chunk.remote(plan.path, chunk, self.settings, segment, actor, self.hook))
+        return self._join.remote(output, plan.path, str(folder), *refs)
+
+    def close(self) -> None:
+        import ray
+
+        for actor in self.actors:
+            ray.kill(actor)
+
+
+def _output_problem(source: Path, target: Path, overwrite: bool) -> str | None:
+    if target.resolve() == source.resolve():
+        return f"{target}: the output would replace its input"
+    if target.exists() and not overwrite:
+        return f"{target}: exists (use -y to replace it)"
+    return None
+
+
+def _segments(out: Path, output: str) -> Path:
+    return out / SEGMENTS_DIR / Path(output).name
 
 
 def _join(output: str, source: str, folder: str, *segments: str) -> int:
