@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 ASSUMPTIONS = [
-    "every node has the cores of this machine and runs one model actor with one core; "
+    "every node has the cores of this machine and runs one model actor, which keeps one core busy; "
     "the other cores run decode+encode tasks, one chunk each",
     "a chunk costs the measured decode + encode on a task core and the measured model time on the actor; "
     "tasks and actor overlap, so a node finishes a chunk every max(model, (decode+encode)/task cores)",

@@ -165,8 +165,10 @@ class ClusterSettings(_Strict):
     actors: Annotated[int, Field(ge=1, le=1024)] = 1
     #: GPUs per model actor; None: 1 when the cluster has GPUs, else 0
     num_gpus: Annotated[float, Field(ge=0, le=8)] | None = None
-    #: CPUs reserved per model actor and per decode/encode task
-    actor_cpus: Annotated[float, Field(ge=0, le=256)] = 1.0
+    #: CPUs reserved per model actor and per decode/encode task. Actors reserve none by
+    #: default: a CPU an actor frees when it dies can be taken by a queued chunk task that
+    #: then waits for the actor, and the actor could not restart (seen with 2 CPUs)
+    actor_cpus: Annotated[float, Field(ge=0, le=256)] = 0.0
     task_cpus: Annotated[float, Field(gt=0, le=256)] = 1.0
     #: frames matted before each chunk (not written) so temporal smoothing starts warm
     warmup: Annotated[int, Field(ge=0, le=10_000)] = 16

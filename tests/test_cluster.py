@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'streammat[cluster]')")
+# Ray starts its processes and the model actors in new interpreters: slow on a busy 2-core machine
+pytestmark = pytest.mark.timeout(300)
 
 from streammat.cli import main  # noqa: E402
 from streammat.cluster import run_cluster  # noqa: E402
@@ -71,7 +73,7 @@ def test_clustered_vfr_clip_with_audio_is_identical_despite_shuffled_completion_
 ):
     marker = tmp_path / "chunk-1-failed-once"
 
-    def hook(path: str, index: int) -> None:
+    def hook(path: str, index: int, actor) -> None:
         import time
 
         if index == 1 and not os.path.exists(marker):
@@ -103,7 +105,7 @@ def test_smoothing_with_warm_up_matches_one_process_and_a_chunk_that_keeps_faili
     doomed = tmp_path / "doomed.mp4"
     shutil.copy(vfr_clip, doomed)
 
-    def hook(path: str, index: int) -> None:
+    def hook(path: str, index: int, actor) -> None:
         if path.endswith("doomed.mp4") and index == 1:
             raise RuntimeError("chunk 1 of doomed keeps failing")
 
@@ -119,6 +121,26 @@ def test_smoothing_with_warm_up_matches_one_process_and_a_chunk_that_keeps_faili
     for a, b in zip(single, clustered, strict=True):
         diff = np.abs(a.image[..., 3].astype(int) - b.image[..., 3].astype(int)).max()
         assert diff <= 1  # 12 warm-up frames leave 0.5**12 of the cold start: below one level
+
+
+def test_a_lost_model_actor_is_replaced(local_ray, vfr_clip, tmp_path):
+    import signal
+
+    marker = tmp_path / "actor-killed"
+
+    def hook(path: str, index: int, actor) -> None:
+        if index == 1 and not os.path.exists(marker):
+            open(marker, "w").close()
+            os.kill(ray.get(actor.pid.remote()), signal.SIGKILL)  # the actor this run started
+
+    single = _frames(_single(vfr_clip, tmp_path / "single.mkv"))
+    result = run_cluster([str(vfr_clip)], tmp_path / "out", SETTINGS, ClusterSettings(chunk_frames=6), chunk_hook=hook)
+    assert marker.exists(), "the actor was not ended"
+    assert result.ok, result.failed
+    clustered = _frames(tmp_path / "out" / "vfr.mkv")
+    assert [f.pts for f in clustered] == [f.pts for f in single]
+    for a, b in zip(single, clustered, strict=True):
+        np.testing.assert_array_equal(a.image, b.image)
 
 
 def test_a_corrupt_file_is_reported_and_the_others_complete(local_ray, tmp_path, capsys):

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'streammat[cluster]')")
+# Ray starts its processes and the model actors in new interpreters: slow on a busy 2-core machine
+pytestmark = pytest.mark.timeout(300)
 
 from ray.cluster_utils import Cluster  # noqa: E402
 
@@ -46,7 +48,7 @@ def test_chunks_run_on_two_nodes_and_join_into_the_single_process_output(two_nod
     nodes = tmp_path / "nodes"
     nodes.mkdir()
 
-    def hook(path: str, index: int) -> None:
+    def hook(path: str, index: int, actor) -> None:
         import ray
 
         (nodes / f"{index}-{ray.get_runtime_context().get_node_id()}").touch()

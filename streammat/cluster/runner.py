@@ -97,12 +97,12 @@ def run_cluster(
     settings: ProcessConfig,
     cluster: ClusterSettings,
     *,
-    chunk_hook: Callable[[str, int], None] | None = None,
+    chunk_hook: Callable[[str, int, Any], None] | None = None,
 ) -> ClusterResult:
     """Matte ``inputs`` into ``outdir/<name>.<ext>`` on the Ray cluster at ``cluster.address``.
 
-    ``chunk_hook(path, chunk_index)`` runs at the start of every chunk task (fault
-    injection in tests)."""
+    ``chunk_hook(path, chunk_index, actor)`` runs at the start of every chunk task, with
+    the handle of the model actor the chunk uses (fault injection in tests)."""
     import ray
 
     fmt = check_cluster_format(settings)
@@ -159,7 +159,7 @@ class _Run:
         cluster: ClusterSettings,
         out: Path,
         fmt: str,
-        hook: Callable[[str, int], None] | None,
+        hook: Callable[[str, int, Any], None] | None,
     ) -> None:
         import ray
         from ray.exceptions import RayError

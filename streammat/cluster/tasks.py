@@ -70,8 +70,11 @@ class MatterActor:
     def release(self, key: str) -> None:
         self._matters.pop(key, None)
 
-    def ready(self) -> bool:
-        return True
+    def pid(self) -> int:
+        """The actor's process id (fault-injection tests end it to see it replaced)."""
+        import os
+
+        return os.getpid()
 
 
 class ActorMatter:
@@ -107,7 +110,7 @@ def encode_chunk(
     settings: ProcessConfig,
     segment: str,
     actor: Any,
-    hook: Callable[[str, int], None] | None = None,
+    hook: Callable[[str, int, Any], None] | None = None,
 ) -> str:
     """Decode ``chunk`` of ``path``, matte it on ``actor``, encode it into ``segment``."""
     from ..compose import build_sinks
@@ -116,7 +119,7 @@ def encode_chunk(
     from .chunk_source import ChunkSource
 
     if hook is not None:
-        hook(path, chunk.index)
+        hook(path, chunk.index, actor)
     plan = plan_threads()
     matter = ActorMatter(actor, f"{Path(segment).name}:{uuid.uuid4().hex}")
     source = ChunkSource(path, chunk, warm=matter.warm, batch_size=settings.batch_size)
