@@ -130,6 +130,7 @@ def main() -> None:
     ap.add_argument("--chunk-frames", type=int, default=60)
     ap.add_argument("--model", default=None, help="a real model name (default: a tiny test model)")
     ap.add_argument("--cores", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--backlog-chunks", type=int, default=1000, help="chunks of the second estimate's backlog")
     ap.add_argument("--json", default="bench-cluster.json")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-cluster-"))
@@ -161,7 +162,14 @@ def main() -> None:
         raise SystemExit(f"cluster run failed: {[(f.input, f.error) for f in result.failed]}")
     costs = _chunk_costs(clips[0], work, settings, args.chunk_frames)
     chunks = sum(f.chunks for f in result.files)
-    fixed, scaling = _scaling(costs, chunks, len(clips), args.cores, clustered, [1, 2, 4, 8, 16])
+    nodes = [1, 2, 4, 8, 16]
+    fixed, scaling = _scaling(costs, chunks, len(clips), args.cores, clustered, nodes)
+    backlog_clips = max(1, round(args.backlog_chunks * len(clips) / chunks))
+    _, backlog = _scaling(costs, args.backlog_chunks, backlog_clips, args.cores, 0.0, nodes)
+    for row in backlog:  # the same fixed part on top of the backlog's chunk work
+        row["seconds"] += fixed
+    for row in backlog:
+        row["speedup"] = backlog[0]["seconds"] / row["seconds"]
 
     frames = args.clips * args.frames
     print(f"{args.clips} clips x {args.frames} frames {args.size}, model {model}, {args.cores} cores, {chunks} chunks")
@@ -172,9 +180,11 @@ def main() -> None:
     print(f"\nper chunk of {costs['frames']} frames, each stage alone (s):")
     print("  " + "  ".join(f"{k} {costs[k]:.3f}" for k in ("decode", "model", "encode", "join")))
     print(f"\nfixed part (measured 1-node run minus its chunk work): {fixed:.2f} s")
-    print(f"{'nodes':>5}{'est. seconds':>14}{'speedup':>9}")
-    for row in scaling:
-        print(f"{row['nodes']:>5}{row['seconds']:>14.2f}{row['speedup']:>9.2f}")
+    print(f"{'':>5}{'these clips':>23}{f'{args.backlog_chunks} chunks, {backlog_clips} clips':>30}")
+    print(f"{'nodes':>5}{'est. seconds':>14}{'speedup':>9}{'est. seconds':>21}{'speedup':>9}")
+    for row, big in zip(scaling, backlog, strict=True):
+        line = f"{row['nodes']:>5}{row['seconds']:>14.2f}{row['speedup']:>9.2f}"
+        print(line + f"{big['seconds']:>21.1f}{big['speedup']:>9.2f}")
     print("\nassumptions of the estimate:")
     for a in ASSUMPTIONS:
         print(f"- {a}")
@@ -192,6 +202,7 @@ def main() -> None:
         "per_chunk_s": costs,
         "fixed_s": fixed,
         "scaling": scaling,
+        "backlog": {"chunks": args.backlog_chunks, "clips": backlog_clips, "scaling": backlog},
         "assumptions": ASSUMPTIONS,
     }
     Path(args.json).write_text(json.dumps(report, indent=2))
