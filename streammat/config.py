@@ -31,6 +31,8 @@ __all__ = [
     "PipelineSettings",
     "ProcessConfig",
     "LiveConfig",
+    "ClusterSettings",
+    "CLUSTER_ADDRESS",
     "load_config",
     "settings_from",
     "describe_error",
@@ -163,7 +165,34 @@ class LiveConfig(PipelineSettings):
     smoothing: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.5
 
 
-_SECTIONS: dict[type, str] = {ProcessConfig: "process", LiveConfig: "live"}
+#: the Ray addresses ``--cluster`` and ``cluster.address`` accept
+CLUSTER_ADDRESS = r"^(local|auto|ray://[^\s/]+:\d+)$"
+
+
+class ClusterSettings(_Strict):
+    """How ``streammat process --cluster`` spreads files over a Ray cluster (the ``cluster:``
+    section). The matting itself is configured by the ``process:`` section."""
+
+    #: ``local`` (start Ray here), ``auto`` (join the running cluster) or ``ray://HOST:10001``
+    address: str = Field("local", pattern=CLUSTER_ADDRESS)
+    #: frames per chunk; chunks start at keyframes, so they hold at least this many (but the last)
+    chunk_frames: Annotated[int, Field(ge=1, le=1_000_000)] = 240
+    #: model actors (each loads the model once)
+    actors: Annotated[int, Field(ge=1, le=1024)] = 1
+    #: GPUs per model actor; None: 1 when the cluster has GPUs, else 0
+    num_gpus: Annotated[float, Field(ge=0, le=8)] | None = None
+    #: CPUs reserved per model actor and per decode/encode task. Actors reserve none by
+    #: default: a CPU an actor frees when it dies can be taken by a queued chunk task that
+    #: then waits for the actor, and the actor could not restart (seen with 2 CPUs)
+    actor_cpus: Annotated[float, Field(ge=0, le=256)] = 0.0
+    task_cpus: Annotated[float, Field(gt=0, le=256)] = 1.0
+    #: frames matted before each chunk (not written) so temporal smoothing starts warm
+    warmup: Annotated[int, Field(ge=0, le=10_000)] = 16
+    #: retries of a failed chunk, and restarts of a lost model actor
+    retries: Annotated[int, Field(ge=0, le=100)] = 2
+
+
+_SECTIONS: dict[type, str] = {ProcessConfig: "process", LiveConfig: "live", ClusterSettings: "cluster"}
 T = TypeVar("T", bound=PipelineSettings)
 
 
@@ -224,6 +253,8 @@ def read_config(path: str | Path, cls: type[PipelineSettings]) -> dict[str, Any]
         data = data.get(name) or {}
         if not isinstance(data, dict):
             raise ConfigError(f"{p}: {name}: expected a mapping of settings, got {type(data).__name__}")
+    elif not issubclass(cls, PipelineSettings):
+        return {}  # a file without sections holds stream settings only
     bad = [k for k in data if not isinstance(k, str)]
     if bad:
         raise ConfigError(f"{p}: setting names must be text, got {bad[0]!r}")

@@ -49,8 +49,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "zmq+tcp://HOST:PORT for a ZeroMQ frame stream). The output kind follows OUTPUT's name: "
         ".mov ProRes 4444, .webm VP9 alpha, .mkv FFV1, a folder or pattern%%05d.png a PNG sequence.",
     )
-    p.add_argument("input", help="video file or URL, image sequence, -, or zmq+tcp://HOST:PORT")
+    p.add_argument(
+        "input", nargs="+", help="video file or URL, image sequence, -, or zmq+tcp://HOST:PORT (several: -o FOLDER/)"
+    )
     p.add_argument("-o", "--output", help="output file, folder or PNG pattern")
+    p.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        help="run on Ray: local, auto or ray://HOST:10001; -o is a folder (pip install 'streammat[cluster]')",
+    )
     p.add_argument("-y", "--overwrite", action="store_true", default=None, help="replace an existing output")
     p.add_argument("--config", help="YAML settings file (see configs/default.yaml)")
     p.add_argument("--model", help="model name (default: selfie) or path to an .onnx file")
@@ -105,6 +112,11 @@ def run(args: argparse.Namespace) -> int:
     from ..compose import build_pipeline
     from ._progress import ProgressBar
 
+    if args.cluster is not None or len(args.input) > 1:
+        from ._many import run_many
+
+        return run_many(args, settings)
+    args.input = args.input[0]
     cfg = settings(args)
     bar = ProgressBar(enabled=False if args.no_progress else None)
     pipeline = build_pipeline(cfg, on_progress=bar)

@@ -21,12 +21,14 @@ def make_clip(
     time_base: Fraction | None = None,
     audio: str | None = None,
     rotation: int | None = None,
+    gop: int | None = None,
 ) -> Path:
     """Encode a small synthetic clip with PyAV: a moving bright disc over a gradient.
 
     ``pts``/``time_base`` give explicit (e.g. variable-rate) timestamps; ``audio`` names
     an audio codec (``"aac"``, ``"libopus"``, ``"mp3"``…) for a 440 Hz tone track that
-    covers the video's duration; ``rotation`` writes display-rotation metadata."""
+    covers the video's duration; ``rotation`` writes display-rotation metadata; ``gop`` is
+    the keyframe interval in frames (the encoder's default when None)."""
     import av
 
     path = Path(path)
@@ -42,6 +44,8 @@ def make_clip(
         vs.width, vs.height, vs.pix_fmt = width, height, pix_fmt
         vs.time_base = tb
         vs.codec_context.time_base = tb
+        if gop is not None:
+            vs.codec_context.gop_size = gop
         if rotation is not None:
             vs.set_display_rotation(rotation)
         a_stream = None

@@ -1,0 +1,21 @@
+"""Matting many files on a Ray cluster: ``run_cluster(inputs, outdir, settings, cluster)``.
+
+Each video is split at keyframes into chunks (``plan``); CPU tasks decode and encode the
+chunks into segments while model actors matte their frames (``tasks``); one task per
+video joins the segments by stream copy and muxes the original audio (``join``).
+Importing this package does not import Ray; ``run_cluster`` does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["run_cluster", "ClusterResult", "FileOutcome"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from . import runner
+
+        return getattr(runner, name)
+    raise AttributeError(name)
