@@ -16,6 +16,7 @@ from streammat.service.auth import is_loopback, service_token, token_matches
 from streammat.service.job_runner import job_settings
 from streammat.service.jobs import SCHEMA_VERSION, JobNotFound, JobStateError, JobStore
 from streammat.service.paths import PathNotAllowed, Roots
+from streammat.testing import make_clip
 
 
 def test_jobs_are_claimed_oldest_first_and_retried_at_the_back(tmp_path: Path) -> None:
@@ -62,10 +63,11 @@ def test_recover_renames_the_dead_process_output_to_partial(tmp_path: Path) -> N
     job = store.submit("in.mp4", str(tmp_path / "out.mkv"), {})
     store.claim_next()
     store._db.execute("UPDATE jobs SET pid = 123456789, frames_done = 7 WHERE id = ?", (job.id,))
-    (tmp_path / ".out.tmp-123456789.mkv").write_bytes(b"frames")
+    left = make_clip(tmp_path / ".out.tmp-123456789.mkv", frames=7, codec="ffv1")  # what the dead run wrote
+    data = left.read_bytes()
     (got,) = store.recover()
     assert got.state == "interrupted" and got.partial and got.result == str(tmp_path / "out.partial.mkv")
-    assert (tmp_path / "out.partial.mkv").read_bytes() == b"frames"
+    assert (tmp_path / "out.partial.mkv").read_bytes() == data
     assert "after 7 frames; partial output" in got.error
     assert store.recover() == []
     retried = store.retry(job.id)  # an interrupted job can run again
@@ -117,3 +119,14 @@ def test_tokens(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="token"):
         service_token("short", host="0.0.0.0", state_path=state)
     assert token_matches(token, token) and not token_matches(token, token[:-1]) and not token_matches(token, None)
+
+
+def test_recover_removes_a_dead_process_output_that_does_not_play(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "jobs.db")
+    job = store.submit("in.mp4", str(tmp_path / "out.mkv"), {})
+    store.claim_next()
+    store._db.execute("UPDATE jobs SET pid = 123456789 WHERE id = ?", (job.id,))
+    (tmp_path / ".out.tmp-123456789.mkv").write_bytes(b"not a video")
+    (got,) = store.recover()
+    assert got.state == "interrupted" and not got.partial and "nothing was written" in got.error
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["jobs.db", "jobs.db-shm", "jobs.db-wal"]
