@@ -187,6 +187,7 @@ check_video "$recording" 10
 
 if run --entrypoint streammat "$IMAGE" serve --help > /dev/null 2>&1; then
     say "serve: default command, waiting for the health check"
+    mkdir -p "$WORK/recordings" && chmod 0777 "$WORK/recordings" # the config's output folder
     docker run -d --name "$NAME-serve" --network none -v "$WORK:/data" "$IMAGE" > /dev/null
     status=starting
     for _ in $(seq "$HEALTHY_WAIT_S"); do

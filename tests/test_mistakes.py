@@ -194,3 +194,21 @@ def test_library_mistakes(name: str) -> None:
 def test_remove_background_still_takes_its_contract():
     with pytest.raises(ConfigError):
         _remove(_Session(), torch.zeros((4, 4, 3)))
+
+
+@pytest.mark.parametrize("command", ["process", "live", "subscribe", "sample", "serve", "jobs", "keys", "models"])
+def test_help_texts_read_as_plain_text(command: str, capsys) -> None:
+    """No doubled %% from argparse escapes and no reStructuredText backticks in any help."""
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = capsys.readouterr().out
+    assert "%%" not in text and "``" not in text, text
+
+
+def test_sample_options_are_explained(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["sample", "--help"])
+    text = capsys.readouterr().out
+    for option, words in (("--seconds", "length"), ("--width", "width"), ("--height", "height"), ("--fps", "per")):
+        line = next(ln for ln in text.splitlines() if ln.strip().startswith(option))
+        assert words in line, line

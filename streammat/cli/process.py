@@ -47,7 +47,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="matte a video file into alpha video, a matte or a composite",
         description="Matte INPUT (a video file or URL, an image sequence, - for standard input, or "
         "zmq+tcp://HOST:PORT for a ZeroMQ frame stream). The output kind follows OUTPUT's name: "
-        ".mov ProRes 4444, .webm VP9 alpha, .mkv FFV1, a folder or pattern%%05d.png a PNG sequence.",
+        ".mov ProRes 4444, .webm VP9 alpha, .mkv FFV1, a folder or pattern%05d.png a PNG sequence.",
     )
     p.add_argument(
         "input", nargs="+", help="video file or URL, image sequence, -, or zmq+tcp://HOST:PORT (several: -o FOLDER/)"

@@ -1,4 +1,4 @@
-"""``streammat subscribe URL``: record a published stream, or print its statistics.
+"""streammat subscribe URL: record a published stream, or print its statistics.
 
 With -o OUT every received frame is written with the alpha it arrived with (straight
 RGBA, timing from the sender's pts) to any output format; the recording is finalized at
