@@ -34,6 +34,7 @@ __all__ = [
     "ClusterSettings",
     "CLUSTER_ADDRESS",
     "load_config",
+    "read_yaml",
     "settings_from",
     "describe_error",
 ]
@@ -225,9 +226,9 @@ def settings_from(cls: type[T], values: dict[str, Any], *, where: str, flag: boo
         raise ConfigError(describe_error(exc, set(cls.model_fields), where=where, flag=flag)) from None
 
 
-def read_config(path: str | Path, cls: type[PipelineSettings]) -> dict[str, Any]:
-    """The mapping of settings for ``cls`` in a YAML file: its section (``process:``,
-    ``live:``) or, for a file without sections, its top-level mapping."""
+def read_yaml(path: str | Path, *, expected: str = "a mapping of settings") -> dict[str, Any]:
+    """The top-level mapping of a YAML file ({} when empty); one ``ConfigError`` line naming
+    the file for a file that cannot be read, is not text, not YAML or not a mapping."""
     import yaml
 
     p = Path(path)
@@ -244,7 +245,17 @@ def read_config(path: str | Path, cls: type[PipelineSettings]) -> dict[str, Any]
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{p}: expected a mapping of settings, got {type(data).__name__}")
+        raise ConfigError(f"{p}: expected {expected}, got {type(data).__name__}")
+    return data
+
+
+def read_config(path: str | Path, cls: type[PipelineSettings]) -> dict[str, Any]:
+    """The mapping of settings for ``cls`` in a YAML file: its section (``process:``,
+    ``live:``) or, for a file without sections, its top-level mapping."""
+    p = Path(path)
+    data = read_yaml(p)
+    if not data:
+        return {}
     name = _SECTIONS.get(cls, "process")
     if any(k in data for k in _SECTIONS.values()):
         unknown = sorted(str(k) for k in data if k not in _SECTIONS.values())

@@ -89,10 +89,25 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     except BrokenPipeError:
         return EXIT_ERROR
-    except Exception as exc:  # a bug: still one line, with a hint to get the traceback
+    except Exception as exc:
+        if _caused_by_interrupt(exc):  # e.g. a library's import turned Ctrl-C into ImportError
+            print("streammat: interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        # a bug: still one line, with a hint to get the traceback
         logging.getLogger(__name__).debug("internal error", exc_info=True)
         print(f"streammat: internal error: {type(exc).__name__}: {exc} (run with -vv for details)", file=sys.stderr)
         return EXIT_ERROR
+
+
+def _caused_by_interrupt(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, KeyboardInterrupt):
+            return True
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return False
 
 
 def entry() -> None:

@@ -21,9 +21,11 @@ _signals = {"count": 0}
 
 
 def _handler(signum: int, frame: FrameType | None) -> None:
-    if not _current:
-        raise KeyboardInterrupt
     _signals["count"] += 1
+    if not _current:
+        if _signals["count"] == 1:  # the command ends; a second signal must not interrupt that
+            raise KeyboardInterrupt
+        return
     pipeline = _current[-1]
     if _signals["count"] == 1:
         log.warning("stopping: finishing the frames already read (press Ctrl-C again to stop now)")
@@ -41,7 +43,7 @@ def install_signal_handlers() -> None:
 
 def run_pipeline(pipeline: Any) -> Any:
     """``pipeline.run()`` with signals routed to it; returns its ``RunResult``."""
-    _signals["count"] = 0
+    _signals["count"] = 0  # a signal before the run was handled by ending the command
     _current.append(pipeline)
     try:
         return pipeline.run()

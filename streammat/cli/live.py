@@ -16,6 +16,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from ._matte import MATTE_OPTIONS, add_matte_arguments
 from ._publish import PUBLISH_OPTIONS, add_publish_arguments
 from ._run import options, run_pipeline
 
@@ -49,12 +50,7 @@ OPTIONS = {
     "threads": "threads",
     "batch_size": "batch_size",
     "flush_after": "flush_after",
-    "smoothing": "smoothing",
-    "threshold": "threshold",
-    "feather": "feather",
-    "every": "every",
-    "motion": "motion",
-    "refine": "refine",
+    **MATTE_OPTIONS,
     **PUBLISH_OPTIONS,
 }
 
@@ -108,17 +104,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     mat.add_argument("--exact", action="store_true", help="rembg's exact per-frame path (slow)")
     mat.add_argument("--batch-size", type=int, help="frames per model call (default 1: lowest latency)")
     mat.add_argument("--flush-after", type=float, metavar="S", help="send a partial batch after S s (default 0.02)")
-    mat.add_argument("--smoothing", type=float, help="temporal EMA of the mask, 0..<1 (default 0.5)")
-    mat.add_argument("--threshold", type=float, help="binarize the mask at this level (0..1)")
-    mat.add_argument("--feather", type=int, metavar="PX", help="soften mask edges by PX pixels (default 0)")
-    mat.add_argument("--every", type=int, metavar="N", help="compute the mask every N frames, reuse it between")
-    mat.add_argument(
-        "--motion",
-        type=float,
-        metavar="LEVELS",
-        help="smoothing follows pixels that changed by this many grey levels (default 12)",
-    )
-    mat.add_argument("--refine", help="edge refinement at full resolution: none (default) or guided")
+    add_matte_arguments(mat, smoothing_default="0.5")
     add_publish_arguments(p)
     p.set_defaults(func=run)
 

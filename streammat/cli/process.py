@@ -6,6 +6,7 @@ import argparse
 import logging
 
 from ..errors import Interrupted
+from ._matte import MATTE_OPTIONS, add_matte_arguments
 from ._publish import PUBLISH_OPTIONS, add_publish_arguments
 from ._run import options, run_pipeline
 
@@ -24,12 +25,7 @@ OPTIONS = {
     "background": "background",
     "matte": "matte",
     "threads": "threads",
-    "smoothing": "smoothing",
-    "threshold": "threshold",
-    "feather": "feather",
-    "every": "every",
-    "motion": "motion",
-    "refine": "refine",
+    **MATTE_OPTIONS,
     "overwrite": "overwrite",
     "max_pixels": "max_pixels",
     "source_topic": "source_topic",
@@ -70,17 +66,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--matte", action="store_true", default=None, help="write the alpha matte as grayscale video")
     p.add_argument("--threads", type=int, help="model threads (default: planned from the CPU cores)")
     p.add_argument("--exact", action="store_true", help="use rembg's exact per-frame path (slow)")
-    p.add_argument("--smoothing", type=float, help="temporal EMA of the mask, 0..<1 (default 0: off)")
-    p.add_argument("--threshold", type=float, help="binarize the mask at this level (0..1)")
-    p.add_argument("--feather", type=int, metavar="PX", help="soften mask edges by PX pixels")
-    p.add_argument("--every", type=int, metavar="N", help="compute the mask every N frames, reuse it between")
-    p.add_argument(
-        "--motion",
-        type=float,
-        metavar="LEVELS",
-        help="smoothing follows pixels that changed by this many grey levels (default 12)",
-    )
-    p.add_argument("--refine", help="edge refinement at full resolution: none (default) or guided")
+    add_matte_arguments(p, smoothing_default="0: off")
     p.add_argument("--max-pixels", type=int, metavar="N", help="refuse frames larger than N pixels (default 8K UHD)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     z = p.add_argument_group("ZeroMQ input (INPUT = zmq+tcp://HOST:PORT, protocol: docs/protocol.md)")

@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ..config import LiveConfig, describe_error
+from ..config import LiveConfig, describe_error, read_yaml
 from ..errors import ConfigError
 
 __all__ = [
@@ -173,24 +173,9 @@ def check_unique(config: ServeConfig, where: str) -> None:
 def load_serve_config(path: str | Path) -> ServeConfig:
     """Read and validate a service file; defaults that depend on its place are filled in
     (``state`` and ``roots`` beside the file)."""
-    import yaml
-
     p = Path(path)
     where = str(p)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(f"{where}: not a YAML text file") from None
-    except OSError as exc:
-        raise ConfigError(f"{where}: cannot read config ({exc.strerror or exc})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{where}: invalid YAML ({str(exc).splitlines()[0]})") from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping with http: and pipelines:, got {type(data).__name__}")
+    data = read_yaml(p, expected="a mapping with http: and pipelines:")
     pipelines = data.get("pipelines")
     if pipelines is None and "pipelines" in data:
         data = {k: v for k, v in data.items() if k != "pipelines"}
