@@ -16,7 +16,7 @@ import torch
 from streammat.frames import Batch
 from streammat.matting import create_matter
 from streammat.matting.gpu import PinnedUploader
-from streammat.matting.runners import MAX_LEVELS, MAX_MEAN_LEVELS, OrtCpuRunner, TorchRunner
+from streammat.matting.runners import MAX_LEVELS, MAX_MEAN_LEVELS, OrtCpuRunner, TorchRunner, mask_difference
 from streammat.matting.sessions import create_session
 from streammat.models.onnx_torch import OnnxModule
 from streammat.pipeline import Pipeline
@@ -47,8 +47,8 @@ def batches(count: int, n: int = 4, h: int = 180, w: int = 320) -> list[Batch]:
 
 
 def assert_within_bounds(a: torch.Tensor, b: torch.Tensor) -> None:
-    diff = (a.to(torch.int16) - b.to(torch.int16)).abs()
-    assert diff.float().mean().item() <= MAX_MEAN_LEVELS and diff.max().item() <= MAX_LEVELS
+    mean, worst = mask_difference(a, b)
+    assert mean <= MAX_MEAN_LEVELS and worst <= MAX_LEVELS, (mean, worst)
 
 
 MODELS = {

@@ -33,6 +33,7 @@ from .providers import GPU_PROVIDERS, RunnerChoice, select_runner
 __all__ = [
     "MAX_LEVELS",
     "MAX_MEAN_LEVELS",
+    "mask_difference",
     "OrtCpuRunner",
     "OrtCudaRunner",
     "TorchRunner",
@@ -202,6 +203,12 @@ def probe_frame(height: int, width: int) -> torch.Tensor:
     return torch.from_numpy(np.clip(img, 0, 255).astype(np.uint8)[None])
 
 
+def mask_difference(a: torch.Tensor, b: torch.Tensor) -> tuple[float, int]:
+    """The mean and the largest difference, in levels, between two uint8 masks."""
+    diff = (a.to(torch.int16) - b.to(torch.int16)).abs()
+    return diff.float().mean().item(), int(diff.max().item())
+
+
 def pick_dtype(
     module: torch.nn.Module,
     device: torch.device,
@@ -212,11 +219,10 @@ def pick_dtype(
     """The first of ``candidates`` whose masks of ``probe`` stay within ``MAX_MEAN_LEVELS``
     and ``MAX_LEVELS`` of float32's, else float32; and a note saying how it went."""
     probe = probe.to(device)
-    reference = judge(TorchRunner(module, device=device, dtype=torch.float32)(probe)).to(torch.int16)
+    reference = judge(TorchRunner(module, device=device, dtype=torch.float32)(probe))
     for dtype in candidates:  # on copies: casting the module itself down would lose its weights
-        masks = judge(TorchRunner(copy.deepcopy(module), device=device, dtype=dtype)(probe)).to(torch.int16)
-        diff = (masks - reference).abs()
-        mean, worst = diff.float().mean().item(), int(diff.max().item())
+        masks = judge(TorchRunner(copy.deepcopy(module), device=device, dtype=dtype)(probe))
+        mean, worst = mask_difference(masks, reference)
         if mean <= MAX_MEAN_LEVELS and worst <= MAX_LEVELS:
             return dtype, f"{dtype} (probe: mean {mean:.2f}, max {worst} levels from float32)"
     return torch.float32, "float32 (half precision moved the probe's mask too far)"

@@ -11,6 +11,7 @@ clip, dtSSD 0.056 with smoothing first, against the 0.030 of smoothing alone).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
 
 import torch
@@ -19,6 +20,9 @@ from ..matting.motion import DEFAULT_STRENGTH, MotionSmoother
 from ..matting.refine import guided_refine
 
 __all__ = ["Setting", "PostProcess", "SETTINGS"]
+
+#: consecutive frames of the benchmark's clips (closer than TemporalMatter's reset gap)
+_FRAME_TIME = Fraction(1, 30)
 
 
 @dataclass(frozen=True)
@@ -44,23 +48,22 @@ SETTINGS = (
 
 
 class _Ema:
-    """``ema = k·ema + (1-k)·alpha`` per pixel at full resolution, as ``TemporalMatter``'s
-    ``smoothing`` does."""
+    """The plain EMA of ``TemporalMatter(smoothing=k, motion=None)``, run by that matter
+    itself on the benchmark's frames and masks."""
 
     def __init__(self, strength: float) -> None:
-        self.strength = strength
-        self._state: torch.Tensor | None = None
+        from ..compose import PassThrough
+        from ..matting.temporal import TemporalMatter
+
+        self._matter = TemporalMatter(PassThrough(), smoothing=strength, motion=None)
+        self._frames = 0
 
     def __call__(self, images: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-        out = torch.empty_like(alpha)
-        for i in range(alpha.shape[0]):
-            current = alpha[i].to(torch.float32)
-            if self._state is None or self._state.shape != current.shape:
-                self._state = current
-            else:
-                self._state.mul_(self.strength).add_(current, alpha=1.0 - self.strength)
-            out[i] = self._state.round().to(torch.uint8)
-        return out
+        from ..frames import Batch
+
+        idx = tuple(range(self._frames, self._frames + images.shape[0]))
+        self._frames += images.shape[0]
+        return self._matter(Batch(images, idx, _FRAME_TIME, idx, alphas=alpha)).alpha
 
 
 class PostProcess:
