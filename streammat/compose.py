@@ -197,9 +197,14 @@ def build_model(settings: Any, *, plan: Any, session: Any = None) -> tuple[Any, 
     return session, create_matter(session, fast=settings.fast, device=settings.device, backend=settings.backend)
 
 
-def build_matter(settings: Any, *, plan: Any, session: Any = None) -> Any:
-    """The matting stage for ``settings``: the model's matter inside its matte controls."""
-    return with_matte_controls(build_model(settings, plan=plan, session=session)[1], settings)
+def build_matter(settings: Any, *, plan: Any, session: Any = None, background: Any = None) -> Any:
+    """The matting stage for ``settings``: the model's matter inside its matte controls,
+    kept on the GPU from upload to alpha when the model runs there (compositing over
+    ``background``, a ``Background``, there too when given)."""
+    from .matting.gpu import on_device
+
+    matter = with_matte_controls(build_model(settings, plan=plan, session=session)[1], settings)
+    return on_device(matter, background=background)
 
 
 def with_matte_controls(matter: Any, settings: Any) -> Any:
@@ -262,7 +267,9 @@ def build_pipeline(
     try:
         source.open()  # fail fast on a bad input, before the model loads
         if matter is None:
-            matter = build_matter(settings, plan=plan, session=session)
+            from .sinks.compositing import composite_background
+
+            matter = build_matter(settings, plan=plan, session=session, background=composite_background(sinks))
     except BaseException:
         source.close()
         raise

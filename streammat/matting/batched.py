@@ -184,14 +184,15 @@ class BatchedMatter:
             return self._runner(prepared)
 
     def finish(self, batch: Batch, raw: torch.Tensor) -> MattedBatch:
-        """Masks at frame size from the raw model output."""
-        alpha = torch.empty((len(batch), batch.height, batch.width), dtype=torch.uint8)
+        """Masks at frame size from the raw model output, on the batch's device: a batch
+        already on the GPU (``gpu.DeviceResident``) keeps its alpha there."""
         with _model_errors(self.family.name):
             masks = postprocess(raw, self.family)
             if self.device.type == "cpu":
+                alpha = torch.empty((len(batch), batch.height, batch.width), dtype=torch.uint8)
                 _resize_masks_cpu(masks, alpha.numpy())
             else:
-                alpha.copy_(_resize_masks_torch(masks, batch.height, batch.width))
+                alpha = _resize_masks_torch(masks, batch.height, batch.width).to(batch.images.device)
         return MattedBatch(batch, alpha)
 
     def __call__(self, batch: Batch) -> MattedBatch:

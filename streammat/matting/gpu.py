@@ -1,9 +1,18 @@
-"""Device-resident batches: frames go to the GPU once, and only the alpha comes back.
+"""Device-resident batches: frames go to the GPU once, and only the alpha (or composite)
+comes back.
 
-On CUDA, ``BatchedMatter`` keeps a batch on the device from upload to alpha: the resize and
-normalisation (``batched.preprocess``), the model (a runner from ``runners.py``: onnxruntime
-through IOBinding or the torch backend), the sigmoid/min–max and the upsampling to frame
-size all run on device tensors; the ``(N,H,W)`` uint8 alpha is the one copy back.
+``DeviceResident`` wraps a matting stage whose model runs on CUDA (the bare
+``BatchedMatter`` or its matte controls, ``TemporalMatter``): its ``prepare`` uploads the
+batch's frames once and hands the inner matter a batch that lives on the device. Every
+later step runs where the frames are: the resize and normalisation
+(``batched.preprocess``), the model (a runner from ``runners.py``: onnxruntime through
+IOBinding or the torch backend), the sigmoid/min–max, the upsampling to frame size, the
+edge refinement, the smoothing, the threshold and the feather (``feather.py``), and the
+composite over ``--background`` when the output is one (``sinks.compositing``). Its
+``finish`` then copies the ``(N,H,W)`` uint8 alpha back, and the ``(N,H,W,3)`` composite
+when there is one: the only device-to-host copies of a batch. A matter that is not
+wrapped (the service's shared models) still runs its model on the device and brings the
+alpha back at the end of its own ``finish``.
 
 ``PinnedUploader`` does the upload: the decoded frames are copied into a page-locked
 (pinned) staging buffer, and the host-to-device copy is queued on a side stream, so it
@@ -14,12 +23,16 @@ blocks the calling thread until the copy is done.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
 import torch
 
-__all__ = ["PinnedUploader"]
+from ..frames import Batch, MattedBatch
+from .base import StagedMatter
+
+__all__ = ["PinnedUploader", "DeviceResident", "matter_device", "on_device"]
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +47,8 @@ class PinnedUploader:
     """``uploader(images) -> images on device``, through pinned buffers on a side stream.
 
     ``slots`` staging buffers are used in turn; a buffer is reused only after its previous
-    copy has finished, so up to ``slots`` uploads can be in flight. On a CPU ``device`` it
-    returns its input unchanged."""
+    copy has finished, so up to ``slots`` uploads can be in flight. On a CPU ``device``, or
+    for images already on a device, it returns its input unchanged."""
 
     def __init__(self, device: torch.device, *, slots: int = 3) -> None:
         self.device = device
@@ -44,7 +57,7 @@ class PinnedUploader:
         self._stream = torch.cuda.Stream(device) if device.type == "cuda" else None
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        if self._stream is None:
+        if self._stream is None or images.device.type != "cpu":
             return images
         slot = self._slots[self._next]
         self._next = (self._next + 1) % len(self._slots)
@@ -64,3 +77,75 @@ class PinnedUploader:
         consumer.wait_event(slot.done)
         out.record_stream(consumer)  # allocated on the side stream, used and freed on the consumer's
         return out
+
+
+def matter_device(matter: Any) -> torch.device:
+    """The device a matting stage's model runs on: the ``device`` of the innermost matter
+    that states one (wrappers name theirs ``inner``), else the CPU."""
+    while True:
+        device = getattr(matter, "device", None)
+        if isinstance(device, torch.device):
+            return device
+        if not hasattr(matter, "inner"):
+            return torch.device("cpu")
+        matter = matter.inner
+
+
+def on_device(matter: Any, *, background: Any = None) -> Any:
+    """``matter`` kept on its CUDA device from upload to alpha (``DeviceResident``),
+    compositing over ``background`` (a ``sinks.compositing.Background``) there when one
+    is given; ``matter`` unchanged when its model runs on the CPU."""
+    device = matter_device(matter)
+    if device.type != "cuda" or isinstance(matter, DeviceResident):
+        return matter
+    compositor = None
+    if background is not None:
+        from ..sinks.compositing import Compositor
+
+        compositor = Compositor(background)
+    log.debug("batches stay on %s until the alpha%s", device, " and the composite" if compositor else "")
+    return DeviceResident(matter, device, compositor=compositor)
+
+
+@dataclasses.dataclass
+class _OnDevice:
+    """A batch between the steps: its frames on the device, and the inner matter's work."""
+
+    batch: Batch
+    work: Any = None
+
+
+class DeviceResident:
+    """A staged matter whose batches stay on ``device`` through every step of ``inner``.
+
+    ``compositor`` (a ``sinks.compositing.Compositor``): composite on the device too, and
+    return ``CompositedBatch`` es. The matted batches returned hold the host batch and
+    host tensors, as those of any other matter."""
+
+    def __init__(self, inner: Any, device: torch.device, *, compositor: Any = None) -> None:
+        self.inner = inner
+        self.device = device
+        self.compositor = compositor
+        self._staged = isinstance(inner, StagedMatter)
+        self._upload = PinnedUploader(device)
+
+    def prepare(self, batch: Batch) -> _OnDevice:
+        on = dataclasses.replace(batch, images=self._upload(batch.images), alphas=None)
+        return _OnDevice(on, self.inner.prepare(on) if self._staged else None)
+
+    def infer(self, step: _OnDevice) -> _OnDevice:
+        step.work = self.inner.infer(step.work) if self._staged else self.inner(step.batch)
+        return step
+
+    def finish(self, batch: Batch, step: _OnDevice) -> MattedBatch:
+        matted = self.inner.finish(step.batch, step.work) if self._staged else step.work
+        alpha = matted.alpha.to("cpu")  # the batch's device-to-host copies: the alpha ...
+        if self.compositor is None:
+            return MattedBatch(batch, alpha)
+        from ..sinks.compositing import CompositedBatch
+
+        made = self.compositor.apply_torch(step.batch.images, matted.alpha).to("cpu")  # ... and the composite
+        return CompositedBatch(batch, alpha, made, self.compositor.background)
+
+    def __call__(self, batch: Batch) -> MattedBatch:
+        return self.finish(batch, self.infer(self.prepare(batch)))

@@ -13,8 +13,12 @@ post-processes the inner matter's alpha frame by frame, in this order:
    and moving ones do not trail; ``motion=None`` is a plain EMA over the whole frame,
    ``ema = smoothing * ema + (1 - smoothing) * mask``;
 4. ``threshold`` in ``(0, 1)``: binarize the smoothed mask (``alpha >= threshold``);
-5. ``feather`` (pixels): soften the edges with a Gaussian blur of that radius (OpenCV:
-   about 6 ms per 720p frame, against 120 ms for a torch convolution).
+5. ``feather`` (pixels): soften the edges with a Gaussian blur of that radius
+   (``feather.py``: OpenCV on the host, the same levels in torch on a device).
+
+Every step runs where the batch's frames are: a batch on a CUDA device (``gpu.py``'s
+``DeviceResident`` uploads it) is matted, refined, smoothed, thresholded and feathered
+there, and its alpha stays on the device for whoever copies it back once.
 
 It is a staged matter like the ones it wraps: ``prepare`` picks the frames the model must
 see (``every``, gaps), ``infer`` runs the inner model, ``finish`` applies the controls,
@@ -33,7 +37,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 
 from ..config import REFINE_MODES
@@ -41,6 +44,7 @@ from ..errors import ConfigError
 from ..frames import Batch, MattedBatch
 from .base import Matter, StagedMatter
 from .cells import CELL
+from .feather import feather
 from .motion import DEFAULT_MOTION, MotionSmoother
 from .refine import guided_refine
 
@@ -164,7 +168,7 @@ class TemporalMatter:
                 self.resets += 1
             self._forget()
             self._size = (h, w)
-        out = torch.empty((len(batch), h, w), dtype=torch.uint8)
+        out = torch.empty((len(batch), h, w), dtype=torch.uint8, device=batch.images.device)
         starts = [0]  # where the state starts afresh (a gap in time) within this batch
         k = 0
         for i in range(len(batch)):
@@ -213,8 +217,7 @@ class TemporalMatter:
     def _edges(self, batch: Batch, out: torch.Tensor, *, thresholded: bool) -> MattedBatch:
         if self.threshold is not None and not thresholded:
             out = torch.mul(out >= self.threshold * 255.0, 255).to(torch.uint8)
-        if self.feather:
-            _feather(out.numpy(), self.feather)
+        feather(out, self.feather)
         return MattedBatch(batch, out)
 
     def _forget(self) -> None:
@@ -230,21 +233,10 @@ class TemporalMatter:
 def _select(batch: Batch, keys: list[int]) -> Batch:
     idx = torch.tensor(keys)
     return Batch(
-        images=batch.images.index_select(0, idx),
+        images=batch.images.index_select(0, idx.to(batch.images.device)),
         pts=tuple(batch.pts[i] for i in keys),
         time_base=batch.time_base,
         indices=tuple(batch.indices[i] for i in keys),
         capture_times=tuple(batch.capture_times[i] for i in keys) if batch.capture_times else (),
-        alphas=None if batch.alphas is None else batch.alphas.index_select(0, idx),
+        alphas=None if batch.alphas is None else batch.alphas.index_select(0, idx.to(batch.alphas.device)),
     )
-
-
-def _feather(alpha: np.ndarray, radius: int) -> None:
-    """Gaussian blur of radius ``radius`` (sigma ``radius/2``) of each ``(H,W)`` uint8 mask,
-    in place, edges replicated."""
-    import cv2
-
-    size = 2 * radius + 1
-    sigma = max(radius / 2.0, 0.5)
-    for i in range(alpha.shape[0]):
-        cv2.GaussianBlur(alpha[i], (size, size), sigma, dst=alpha[i], borderType=cv2.BORDER_REPLICATE)

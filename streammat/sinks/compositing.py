@@ -4,20 +4,41 @@
 ``0,255,0``, ``blur`` (optionally ``blur:<strength>``), and otherwise an image path. The
 image is cover-resized to the frame size once, at ``Compositor.prepare``; the blur is
 cheap: downscale by 8 → Gaussian blur → upscale, per frame.
+
+One formula, two array backends side by side: ``composite`` (numpy, on the host, frame
+by frame in the sinks) and ``composite_torch`` (a batch of torch tensors on any device),
+with the same integer rounding, so they agree to the level. When the frames are on a GPU,
+the matting stage composites there (``Compositor.apply_torch``) and hands the result on
+as a ``CompositedBatch``; a sink whose compositor has the same background takes that
+composite (``Compositor.composites``) instead of compositing on the host again.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from ..errors import ConfigError, OutputError
+from ..frames import MattedBatch
 
-__all__ = ["COLORS", "Background", "parse_background", "Compositor", "composite"]
+__all__ = [
+    "COLORS",
+    "Background",
+    "parse_background",
+    "Compositor",
+    "CompositedBatch",
+    "composite",
+    "composite_background",
+    "composite_torch",
+]
 
 COLORS: dict[str, tuple[int, int, int]] = {
     "black": (0, 0, 0),
@@ -97,12 +118,48 @@ def composite(rgb: np.ndarray, alpha: np.ndarray, background: np.ndarray) -> np.
     return out.astype(np.uint8)
 
 
+def composite_torch(rgb: torch.Tensor, alpha: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
+    """``composite`` for torch tensors on any device, level for level: the same integer
+    formula in int32 (torch's uint16 lacks the arithmetic), ``(N,H,W,3)`` uint8."""
+    a = alpha.unsqueeze(-1).to(torch.int32)
+    out = rgb.to(torch.int32) * a
+    out += background.to(torch.int32) * (255 - a)
+    out += 127
+    return out.div_(255, rounding_mode="floor").to(torch.uint8)
+
+
+def composite_background(sinks: Iterable[Any]) -> Background | None:
+    """The background of the first of ``sinks`` (or of the sink one wraps, as ``inner``)
+    that writes composites through a ``Compositor``; None when none does."""
+    for sink in sinks:
+        compositor = getattr(getattr(sink, "inner", sink), "compositor", None)
+        if isinstance(compositor, Compositor):
+            return compositor.background
+    return None
+
+
+@dataclass(frozen=True)
+class CompositedBatch(MattedBatch):
+    """A matted batch that also carries its composite over ``background``, ``(N,H,W,3)``
+    uint8, made where the frames were (on the GPU) and copied back once."""
+
+    composite: torch.Tensor
+    background: Background
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        c, x = self.composite, self.batch.images
+        if c.dtype != torch.uint8 or tuple(c.shape) != tuple(x.shape):
+            raise ValueError(f"expected composite (N,H,W,3)={tuple(x.shape)} uint8, got {tuple(c.shape)} {c.dtype}")
+
+
 class Compositor:
     """Composites straight RGB + alpha onto a prepared background."""
 
     def __init__(self, background: Background) -> None:
         self.background = background
         self._plate: np.ndarray | None = None
+        self._device_plate: torch.Tensor | None = None  # the plate, uploaded once per device
 
     def prepare(self, width: int, height: int) -> None:
         """Build the static background once (colour plate or cover-resized image)."""
@@ -117,6 +174,7 @@ class Compositor:
             self._plate = _cover(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), width, height)
         else:
             self._plate = None
+        self._device_plate = None
 
     def _blurred(self, rgb: np.ndarray) -> np.ndarray:
         h, w = rgb.shape[:2]
@@ -129,3 +187,45 @@ class Compositor:
         """One frame: ``rgb`` (H,W,3) uint8, ``alpha`` (H,W) uint8 → (H,W,3) uint8."""
         plate = self._blurred(rgb) if self._plate is None else self._plate
         return composite(rgb, alpha, plate)
+
+    def composites(self, images: np.ndarray, alpha: np.ndarray, *, made: MattedBatch | None = None) -> np.ndarray:
+        """``(N,H,W,3)`` uint8 composites of host ``images`` ``(N,H,W,3)`` and ``alpha``
+        ``(N,H,W)``: the ones ``made`` carries when it was composited over this background
+        at this size (on the GPU), else computed here."""
+        if (
+            isinstance(made, CompositedBatch)
+            and made.background == self.background
+            and tuple(made.composite.shape[:3]) == tuple(images.shape[:3])
+        ):
+            return made.composite.numpy()
+        return np.stack([self.apply(images[i], alpha[i]) for i in range(images.shape[0])])
+
+    def apply_torch(self, images: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+        """A batch where it lives: ``images`` ``(N,H,W,3)`` and ``alpha`` ``(N,H,W)`` uint8
+        torch tensors on one device → ``(N,H,W,3)`` uint8 composites there. The blurred
+        background comes from torch's own resizes, within a level or two of OpenCV's."""
+        if self.background.kind == "blur":
+            plate = _blurred_torch(images, self.background.blur_sigma)
+        else:
+            if self._plate is None or self._plate.shape[:2] != tuple(images.shape[1:3]):
+                self.prepare(int(images.shape[2]), int(images.shape[1]))
+            if self._device_plate is None or self._device_plate.device != images.device:
+                assert self._plate is not None
+                self._device_plate = torch.from_numpy(self._plate).to(images.device)
+            plate = self._device_plate
+        return composite_torch(images, alpha, plate)
+
+
+def _blurred_torch(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    """``Compositor._blurred`` for a batch of torch tensors: area downscale by 8, OpenCV's
+    Gaussian for uint8 (its kernel size for ``sigma``, mirrored edges), bilinear upscale."""
+    from ..matting.feather import gaussian_blur_torch
+
+    n, h, w, _ = images.shape
+    sh, sw = max(1, h // _BLUR_DOWNSCALE), max(1, w // _BLUR_DOWNSCALE)
+    x = images.permute(0, 3, 1, 2).to(torch.float32)
+    small = F.interpolate(x, size=(sh, sw), mode="area").round_().to(torch.uint8)  # (N,3,sh,sw)
+    size = round(sigma * 6 + 1) | 1  # OpenCV's kernel size for a uint8 image and this sigma
+    small = gaussian_blur_torch(small.reshape(n * 3, sh, sw), size, sigma, border="reflect").view(n, 3, sh, sw)
+    big = F.interpolate(small.to(torch.float32), size=(h, w), mode="bilinear", align_corners=False)
+    return big.round_().clamp_(0.0, 255.0).to(torch.uint8).permute(0, 2, 3, 1)

@@ -194,8 +194,7 @@ class VideoSink(SinkLifecycle):
             data, fmt = alpha.numpy(), "gray"
         else:
             assert self.compositor is not None
-            rgb, a = images.numpy(), alpha.numpy()
-            data = np.stack([self.compositor.apply(rgb[i], a[i]) for i in range(n)])
+            data = self.compositor.composites(images.numpy(), alpha.numpy(), made=batch)
             fmt = "rgb24"
         try:
             for i in range(n):
