@@ -12,9 +12,12 @@ provider when granted, else the torch backend) — it measures:
   batch size (``--batches``, default 1,8,32);
 - the pipeline (decode → matting → sink) to a null sink, to FFV1 ``.mkv`` and to ProRes
   4444 ``.mov`` at ``--pipeline-batches``; decoding alone once;
-- on the GPU: the matting stage with CUDA graphs and with a plain (unpinned) upload, to
-  see whether each piece helps; and the torch profiler's count of host<->device copies
-  between pre-processing, model and post-processing (``round_trips``).
+- on the GPU: the matting stage with CUDA graphs, with a plain (unpinned) upload, and with
+  threshold, feather and a composite finished on the device against on the host, to see
+  whether each piece helps; and the torch profiler's count of host<->device copies
+  between pre-processing, model and post-processing (``round_trips``: one batch through
+  the device path with threshold, feather and a composite, and a Chrome trace of it
+  beside the JSON). Without CUDA that path still runs, on the CPU, "not measured".
 
 Work is ordered GPU first, CPU's heaviest last; whatever would overrun ``--budget``
 seconds is skipped and marked so. Prints one table and writes JSON (``--json``).
@@ -107,28 +110,62 @@ def pipeline(clip: Path, matter: Any, sink: str, workdir: Path, batch: int, thre
     return {"frames": result.frames_out, "seconds": result.elapsed, "fps": result.fps}
 
 
-def round_trips(matter: Any, images: np.ndarray) -> dict[str, Any]:
-    """Host<->device copies the torch profiler sees while one batch is prepared and run
-    (none may go device -> host) and while it is finished (one: the alpha)."""
-    if not matter.choice.on_cuda:
-        return {"status": "n/a (not on CUDA)"}
-    from torch.profiler import ProfilerActivity, profile
+def round_trips(matter: Any, images: np.ndarray, trace: Path) -> dict[str, Any]:
+    """The torch profiler's copies between host and device while one batch goes the device
+    path: ``DeviceResident`` around the matte controls (threshold, feather) compositing
+    over green, step by step — pre-processing (upload, resize, normalise), the model,
+    post-processing (upsampling, threshold, feather, composite) and the copy back. No copy
+    may go device -> host before the copy back. The whole way is also written as a Chrome
+    trace (``trace``). Without CUDA the same code runs on CPU tensors and nothing is
+    measured."""
+    from streammat.matting.gpu import DeviceResident, device_copies, matter_device
+    from streammat.matting.temporal import TemporalMatter
+    from streammat.sinks.compositing import Compositor, parse_background
 
+    controls = TemporalMatter(matter, threshold=0.5, feather=4)
+    resident = DeviceResident(controls, matter_device(matter), compositor=Compositor(parse_background("green")))
     batch = make_batch(images, 0)
-    matter(batch)
+    resident(batch)  # warm-up: kernels, plans, the plate on the device
     sync()
+    step, pre = device_copies(lambda: resident.prepare(batch))
+    step, model = device_copies(lambda: resident.infer(step))
+    made, post = device_copies(lambda: resident.finish_on_device(step))
+    _, back = device_copies(lambda: [t.to("cpu") for t in made if t is not None])
+    device_copies(lambda: resident(batch), trace=trace)
+    copies = {"pre-processing": pre, "model": model, "post-processing": post, "copy back": back}
+    if not torch.cuda.is_available():
+        return {"status": "not measured (no CUDA)", "copies": copies, "trace": str(trace)}
+    before = sum(c["DtoH"] for c in (pre, model, post))
+    return {
+        "status": "no host round trip" if before == 0 else f"{before} device->host copies before the copy back",
+        "no_round_trip": before == 0,
+        "copies": copies,
+        "trace": str(trace),
+        "runner": matter.choice.runner,
+    }
 
-    def copies(fn: Callable[[], Any]) -> tuple[Any, dict[str, int]]:
-        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-            value = fn()
-            sync()
-        names = [e.name for e in prof.events()]
-        return value, {k: sum(n.startswith(f"Memcpy {k}") for n in names) for k in ("HtoD", "DtoH", "DtoD")}
 
-    raw, before = copies(lambda: matter.infer(matter.prepare(batch)))
-    _, after = copies(lambda: matter.finish(batch, raw))
-    ok = before["DtoH"] == 0 and after["HtoD"] == 0
-    return {"prepare+infer": before, "finish": after, "no_round_trip": ok, "runner": matter.choice.runner}
+def finishing(matter: Any, batch: int, width: int, height: int) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """The matting stage with threshold, feather 4 and a composite over green, finished on
+    the device (``DeviceResident``: alpha and composite back) and on the host (the alpha
+    back, then OpenCV's feather and numpy's composite), to see whether finishing on the
+    device helps."""
+    from streammat.matting.gpu import DeviceResident, matter_device
+    from streammat.matting.temporal import TemporalMatter
+    from streammat.sinks.compositing import Compositor, parse_background
+
+    green = parse_background("green")
+    resident = DeviceResident(
+        TemporalMatter(matter, threshold=0.5, feather=4), matter_device(matter), compositor=Compositor(green)
+    )
+    controls, compositor = TemporalMatter(matter, threshold=0.5, feather=4), Compositor(green)
+    compositor.prepare(width, height)
+
+    def on_host(b: Any) -> Any:
+        matted = controls(b)
+        return compositor.composites(b.images.numpy(), matted.alpha.numpy())
+
+    return resident, on_host
 
 
 def model_home(workdir: Path, small: bool) -> dict[str, str]:
@@ -204,14 +241,19 @@ def run_column(model: str, column: str, args: argparse.Namespace, ctx: dict[str,
                 res[f"pipeline:{sink}@{b}"] = {"skipped": "time budget"}
                 continue
             res[f"pipeline:{sink}@{b}"] = pipeline(ctx["clip"], matter, sink, ctx["workdir"], b, ctx["threads"])
+    if column == "gpu" or not torch.cuda.is_available():  # without CUDA: the code path, not measured
+        trace = Path(args.json).with_name(f"profile_{model}_{column}.json")
+        res["round_trips"] = round_trips(matter, frames[: min(batches[-1], 8)], trace)
     if column == "gpu":
         b = batches[-1]
-        res["round_trips"] = round_trips(matter, frames[: min(b, 8)])
         if hasattr(matter._runner, "cuda_graphs"):
             matter._runner.cuda_graphs = True
             matter(make_batch(frames[:b], 0))
             res[f"matting+cuda_graphs@{b}"] = repeat(lambda: matter(make_batch(frames[:b], 0)), b, args.min_seconds)
             matter._runner.cuda_graphs = False
+        on_device, on_host = finishing(matter, b, ctx["frames"].shape[2], ctx["frames"].shape[1])
+        res[f"matting+finish on device@{b}"] = repeat(lambda: on_device(make_batch(frames[:b], 0)), b, args.min_seconds)
+        res[f"matting+finish on host@{b}"] = repeat(lambda: on_host(make_batch(frames[:b], 0)), b, args.min_seconds)
         pinned = matter._upload
         matter._upload = lambda images: images.to(matter.device)
         res[f"matting+plain_upload@{b}"] = repeat(lambda: matter(make_batch(frames[:b], 0)), b, args.min_seconds)
@@ -268,9 +310,12 @@ def targets(result: dict[str, Any], batch: int) -> dict[str, str]:
             out[f"{model} pipeline to null bound by"] = (
                 f"{bound} (pipeline {null['fps']:.0f}, decode {dec:.0f}, matting {gpu['fps']:.0f} frames/s)"
             )
-        trips = per.get("gpu", {}).get("round_trips")
+        trips = per.get("gpu", {}).get("round_trips") or per.get("cpu", {}).get("round_trips")
         if trips:
-            out[f"{model} no host round trip (profiler)"] = str(trips.get("no_round_trip", trips.get("status")))
+            steps = ", ".join(f"{k} {v['DtoH']}" for k, v in trips["copies"].items())
+            measured = "no_round_trip" in trips  # without CUDA the profiler sees no copies at all
+            text = f"{trips['status']} (device->host copies: {steps})" if measured else trips["status"]
+            out[f"{model} no host round trip (profiler)"] = text
     return out
 
 

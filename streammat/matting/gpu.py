@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -32,7 +34,10 @@ import torch
 from ..frames import Batch, MattedBatch
 from .base import StagedMatter
 
-__all__ = ["PinnedUploader", "DeviceResident", "matter_device", "on_device"]
+__all__ = ["PinnedUploader", "DeviceResident", "matter_device", "on_device", "device_copies"]
+
+#: the kinds of copy the torch profiler names (its CUDA events "Memcpy HtoD (...)" and so on)
+COPY_KINDS = ("HtoD", "DtoH", "DtoD")
 
 log = logging.getLogger(__name__)
 
@@ -137,15 +142,41 @@ class DeviceResident:
         step.work = self.inner.infer(step.work) if self._staged else self.inner(step.batch)
         return step
 
-    def finish(self, batch: Batch, step: _OnDevice) -> MattedBatch:
+    def finish_on_device(self, step: _OnDevice) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The post-processing, all on the device: the alpha ``(N,H,W)`` and the composite
+        ``(N,H,W,3)`` (None without a compositor), both uint8 device tensors."""
         matted = self.inner.finish(step.batch, step.work) if self._staged else step.work
-        alpha = matted.alpha.to("cpu")  # the batch's device-to-host copies: the alpha ...
         if self.compositor is None:
+            return matted.alpha, None
+        return matted.alpha, self.compositor.apply_torch(step.batch.images, matted.alpha)
+
+    def finish(self, batch: Batch, step: _OnDevice) -> MattedBatch:
+        alpha, made = self.finish_on_device(step)
+        alpha = alpha.to("cpu")  # the batch's device-to-host copies: the alpha ...
+        if made is None:
             return MattedBatch(batch, alpha)
         from ..sinks.compositing import CompositedBatch
 
-        made = self.compositor.apply_torch(step.batch.images, matted.alpha).to("cpu")  # ... and the composite
-        return CompositedBatch(batch, alpha, made, self.compositor.background)
+        return CompositedBatch(batch, alpha, made.to("cpu"), self.compositor.background)  # ... and the composite
 
     def __call__(self, batch: Batch) -> MattedBatch:
         return self.finish(batch, self.infer(self.prepare(batch)))
+
+
+def device_copies(fn: Callable[[], Any], *, trace: Path | None = None) -> tuple[Any, dict[str, int]]:
+    """``fn()`` under the torch profiler: its value and how many copies of each kind
+    (``COPY_KINDS``) between host and device the profiler saw, the GPU synchronised
+    before it stops. ``trace``: write the Chrome trace there too. Without CUDA the
+    profiler sees the host only and every count is 0."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = torch.cuda.is_available()
+    activities = [ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if cuda else [])]
+    with profile(activities=activities) as prof:
+        value = fn()
+        if cuda:
+            torch.cuda.synchronize()
+    if trace is not None:
+        prof.export_chrome_trace(str(trace))
+    names = [event.name for event in prof.events()]
+    return value, {kind: sum(name.startswith(f"Memcpy {kind}") for name in names) for kind in COPY_KINDS}
