@@ -105,7 +105,12 @@ def pipeline(clip: Path, matter: Any, sink: str, workdir: Path, batch: int, thre
     from streammat.sources.file import FileSource
 
     target = SINKS[sink]
-    out = NullSink() if target is None else create_sink(str(workdir / f"b{batch}-{target}"), threads=threads)
+    # every model writes the same names: the previous model's output is replaced
+    out = (
+        NullSink()
+        if target is None
+        else create_sink(str(workdir / f"b{batch}-{target}"), threads=threads, overwrite=True)
+    )
     result = Pipeline(FileSource(clip, threads=max(2, threads // 4)), matter, [out], batch_size=batch).run()
     return {"frames": result.frames_out, "seconds": result.elapsed, "fps": result.fps}
 

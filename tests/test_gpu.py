@@ -131,3 +131,68 @@ def test_a_graph_the_importer_cannot_take_falls_back_to_onnxruntime(home: Path, 
     if matter.choice.runner == "ort-cpu":
         assert isinstance(matter._runner, OrtCpuRunner)
     assert matter(batches(1)[0]).alpha.shape == (4, 180, 320)
+
+
+def test_feather_blur_and_composite_on_cuda_give_the_hosts_levels() -> None:
+    import cv2
+
+    from streammat.matting.feather import feather_host, feather_torch, gaussian_blur_torch
+    from streammat.sinks.compositing import composite, composite_torch
+
+    g = torch.Generator().manual_seed(11)
+    alpha = (torch.rand(3, 90, 160, generator=g) > 0.5).to(torch.uint8) * 255
+    host, device = alpha.clone(), alpha.cuda()
+    feather_host(host.numpy(), 6)
+    feather_torch(device, 6)
+    assert torch.equal(device.cpu(), host)
+    blurred = gaussian_blur_torch(alpha.cuda(), 19, 3.0, border="reflect").cpu()
+    assert np.array_equal(blurred[0].numpy(), cv2.GaussianBlur(alpha[0].numpy(), (19, 19), 3.0))
+    rgb = torch.randint(0, 256, (3, 90, 160, 3), generator=g, dtype=torch.uint8)
+    plate = torch.randint(0, 256, (90, 160, 3), generator=g, dtype=torch.uint8)
+    made = composite_torch(rgb.cuda(), alpha.cuda(), plate.cuda()).cpu()
+    assert np.array_equal(made.numpy(), composite(rgb.numpy(), alpha.numpy(), plate.numpy()))
+
+
+def resident_selfie(home: Path) -> tuple:
+    from streammat.matting.gpu import DeviceResident
+    from streammat.matting.temporal import TemporalMatter
+    from streammat.sinks.compositing import Compositor, parse_background
+
+    install_model(home, "selfie", tiny_selfie_model())
+    matter = create_matter(create_session("selfie", device="cpu"), device="cuda")
+    green = parse_background("green")
+    resident = DeviceResident(
+        TemporalMatter(matter, threshold=0.5, feather=3), torch.device("cuda", 0), compositor=Compositor(green)
+    )
+    on_host = TemporalMatter(matter, threshold=0.5, feather=3)  # the alpha back first, finished on the host
+    host_compositor = Compositor(green)
+    host_compositor.prepare(320, 180)
+    return resident, on_host, host_compositor
+
+
+def test_a_resident_stage_on_cuda_finishes_as_the_host_does(home: Path) -> None:
+    from streammat.sinks.compositing import CompositedBatch
+
+    resident, on_host, compositor = resident_selfie(home)
+    for batch in batches(3):
+        got = resident(batch)
+        assert isinstance(got, CompositedBatch) and got.alpha.device.type == "cpu"
+        assert_within_bounds(got.alpha, on_host(batch).alpha)
+        expected = compositor.composites(batch.images.numpy(), got.alpha.numpy())
+        assert np.array_equal(got.composite.numpy(), expected)
+
+
+def test_no_device_to_host_copy_before_the_copy_back(home: Path) -> None:
+    """The torch profiler's view of one batch: the alpha and the composite are the only
+    copies from the device, after pre-processing, model and post-processing."""
+    from streammat.matting.gpu import device_copies
+
+    resident, _, _ = resident_selfie(home)
+    batch = batches(1)[0]
+    resident(batch)  # warm-up
+    step, pre = device_copies(lambda: resident.prepare(batch))
+    step, model = device_copies(lambda: resident.infer(step))
+    made, post = device_copies(lambda: resident.finish_on_device(step))
+    _, back = device_copies(lambda: [t.cpu() for t in made])
+    assert (pre["DtoH"], model["DtoH"], post["DtoH"]) == (0, 0, 0)
+    assert back["DtoH"] == 2 and pre["HtoD"] >= 1
