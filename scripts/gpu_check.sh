@@ -4,7 +4,7 @@
 #   1. a venv with --system-site-packages (the machine's CUDA torch, onnxruntime, OpenCV …)
 #      plus the carried cp312 wheels (PyAV, rembg and its pure-Python needs, pyzmq,
 #      zstandard, tflite) from the git-ignored .gpu-carry/wheels (scripts/gpu_carry.sh);
-#   2. the tests marked gpu, and the torch backend's and the runner selection's tests;
+#   2. the tests marked gpu, and the device finishing, torch backend and runner selection tests;
 #   3. scripts/bench_gpu.py on a generated 1080p clip: CPU and GPU side by side.
 #
 # streammat itself comes from the working tree (PYTHONPATH), so the check always runs the
@@ -93,9 +93,9 @@ print("onnxruntime providers:", onnxruntime.get_available_providers())
 print("REMBG_HOME:", os.environ.get("REMBG_HOME", "(default)"))
 PY
 
-step "tests (gpu-marked, torch backend, runner selection)"
+step "tests (gpu-marked, device finishing, torch backend, runner selection)"
 timeout 240 "$VPY" -m pytest -q -p no:cacheprovider -o addopts="" -rs --timeout 120 \
-    tests/test_gpu.py tests/test_torch_backend.py tests/test_providers.py -k "not real_selfie" \
+    tests/test_gpu.py tests/test_device_finishing.py tests/test_torch_backend.py tests/test_providers.py -k "not real_selfie" \
     2>&1 | tee "$OUT/pytest.txt" | tail -25
 TESTS=${PIPESTATUS[0]}
 
