@@ -92,7 +92,8 @@ class ModelPool:
         from ..compose import build_model
         from ..matting.threads import plan_threads
 
-        session, matter = build_model(settings, plan=plan_threads())
+        plan = plan_threads()
+        session, matter = build_model(settings, plan=plan)
         provider = (list(session.inner_session.get_providers()) or ["?"])[0]
         staged = all(hasattr(matter, step) for step in ("prepare", "infer", "finish"))
         label = f"{settings.model}@{settings.device}"
@@ -101,6 +102,8 @@ class ModelPool:
             max_batch=self.max_batch,
             max_wait=self.max_wait,
             name=label,
+            # calls at once: together their onnxruntime threads fill the cores
+            workers=max(1, plan.cores // (settings.threads or plan.onnx_intra_op)),
         )
         log.info("model %s loaded on %s; shared by every pipeline that uses it", label, provider)
         return SharedModel(key, session, matter if staged else None, scheduler, provider)
