@@ -116,7 +116,7 @@ class Usage:
         self._thread.join()
 
 
-def serve_config(clip: Path, urls: list[str], http: int) -> str:
+def serve_config(clip: Path, urls: list[str], http: int, smoothing: float | None) -> str:
     lines = [f"http: 127.0.0.1:{http}", "pipelines:"]
     for i, url in enumerate(urls):
         lines += [
@@ -127,6 +127,8 @@ def serve_config(clip: Path, urls: list[str], http: int) -> str:
             "    device: cpu",
             f"    publish: {url}",
         ]
+        if smoothing is not None:
+            lines.append(f"    smoothing: {smoothing}")
     return "\n".join(lines) + "\n"
 
 
@@ -136,11 +138,13 @@ def run_scenario(mode: str, n: int, clip: Path, tmp: Path, env: dict[str, str], 
     procs: list[subprocess.Popen] = []
     if mode == "serve":
         config = tmp / f"serve-{n}.yaml"
-        config.write_text(serve_config(clip, urls, free_port()))
+        config.write_text(serve_config(clip, urls, free_port(), args.smoothing))
         procs.append(subprocess.Popen([*cmd, "serve", str(config), "-q"], env=env))
     else:
         for url in urls:
             live = [*cmd, "live", "--camera", str(clip), "--loop", "--publish", url, "--model", "selfie", "-q"]
+            if args.smoothing is not None:
+                live += ["--smoothing", str(args.smoothing)]
             procs.append(subprocess.Popen([*live, "--device", "cpu"], env=env))
     sub = subprocess.Popen(
         [sys.executable, __file__, "--subscribe", *urls],
@@ -215,6 +219,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=15.0, help="measured seconds per scenario")
     ap.add_argument("--warmup", type=float, default=4.0, help="seconds before measuring")
     ap.add_argument("--target", type=float, default=29.5, help="fps a stream must hold")
+    ap.add_argument("--smoothing", type=float, help="the matte's temporal smoothing (default: live's, 0.5)")
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--subscribe", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -274,7 +279,10 @@ def main() -> None:
         )
     if args.json:
         Path(args.json).write_text(
-            json.dumps({"rows": rows, "summary": summary, "cores": os.cpu_count(), "load": load}, indent=2)
+            json.dumps(
+                {"rows": rows, "summary": summary, "cores": os.cpu_count(), "load": load, "smoothing": args.smoothing},
+                indent=2,
+            )
         )
 
 
