@@ -10,8 +10,10 @@ Side by side in one run, for each N:
 
 Measured over the same window (after a warm-up) for each: per-stream fps at the
 subscriber (slowest stream and mean), p50/p95 capture → subscriber latency, frames dropped
-(gaps in the camera's frame indices, as the subscriber sees them), CPU % (100 % = one core)
-and peak RSS of the streammat processes (summed over the N live processes).
+(gaps in the camera's frame indices, as the subscriber sees them), CPU % (100 % = one core),
+CPU milliseconds per frame the subscriber received (what a frame costs, which other jobs on
+the machine change less than the frame rate) and peak RSS of the streammat processes
+(summed over the N live processes), and the load average when the row ended.
 Prints a table, writes JSON (``--json``):
 
     python scripts/bench_serve.py --seconds 15 --json bench_serve.json
@@ -114,7 +116,7 @@ class Usage:
         self._thread.join()
 
 
-def serve_config(clip: Path, urls: list[str], http: int) -> str:
+def serve_config(clip: Path, urls: list[str], http: int, smoothing: float | None) -> str:
     lines = [f"http: 127.0.0.1:{http}", "pipelines:"]
     for i, url in enumerate(urls):
         lines += [
@@ -125,6 +127,8 @@ def serve_config(clip: Path, urls: list[str], http: int) -> str:
             "    device: cpu",
             f"    publish: {url}",
         ]
+        if smoothing is not None:
+            lines.append(f"    smoothing: {smoothing}")
     return "\n".join(lines) + "\n"
 
 
@@ -134,11 +138,13 @@ def run_scenario(mode: str, n: int, clip: Path, tmp: Path, env: dict[str, str], 
     procs: list[subprocess.Popen] = []
     if mode == "serve":
         config = tmp / f"serve-{n}.yaml"
-        config.write_text(serve_config(clip, urls, free_port()))
+        config.write_text(serve_config(clip, urls, free_port(), args.smoothing))
         procs.append(subprocess.Popen([*cmd, "serve", str(config), "-q"], env=env))
     else:
         for url in urls:
             live = [*cmd, "live", "--camera", str(clip), "--loop", "--publish", url, "--model", "selfie", "-q"]
+            if args.smoothing is not None:
+                live += ["--smoothing", str(args.smoothing)]
             procs.append(subprocess.Popen([*live, "--device", "cpu"], env=env))
     sub = subprocess.Popen(
         [sys.executable, __file__, "--subscribe", *urls],
@@ -172,6 +178,7 @@ def run_scenario(mode: str, n: int, clip: Path, tmp: Path, env: dict[str, str], 
                 p.wait()
     window = t1 - t0
     fps = [stats[u]["frames"] / window for u in urls]
+    delivered = sum(stats[u]["frames"] for u in urls)
     lat = sorted(x for u in urls for x in stats[u]["latency"])
     return {
         "mode": mode,
@@ -182,8 +189,11 @@ def run_scenario(mode: str, n: int, clip: Path, tmp: Path, env: dict[str, str], 
         "latency_p95_ms": _ms(percentile(lat, 95)),
         "dropped": sum(stats[u]["dropped"] for u in urls),
         "cpu_percent": usage.cpu_percent,
+        # CPU per frame a subscriber received: what a frame costs, whatever else runs here
+        "cpu_ms_per_frame": (10.0 * usage.cpu_percent * window / delivered) if delivered else None,
         "peak_rss_mb": usage.peak_rss / 2**20,
         "seconds": window,
+        "load": os.getloadavg()[0],
     }
 
 
@@ -209,6 +219,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=15.0, help="measured seconds per scenario")
     ap.add_argument("--warmup", type=float, default=4.0, help="seconds before measuring")
     ap.add_argument("--target", type=float, default=29.5, help="fps a stream must hold")
+    ap.add_argument("--smoothing", type=float, help="the matte's temporal smoothing (default: live's, 0.5)")
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--subscribe", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -232,22 +243,24 @@ def main() -> None:
             rows.append(row)
             print(
                 f"{mode:5} x{n}: {row['fps_min']:.1f} fps (slowest), p95 {row['latency_p95_ms'] or 0:.0f} ms, "
-                f"cpu {row['cpu_percent']:.0f} %, rss {row['peak_rss_mb']:.0f} MB",
+                f"cpu {row['cpu_percent']:.0f} %, rss {row['peak_rss_mb']:.0f} MB, load {row['load']:.1f}",
                 file=sys.stderr,
                 flush=True,
             )
 
     print(f"\n{os.cpu_count()} cores; load average before the run {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}")
     print(
-        "| N | mode | fps per stream (min / mean) | p50 / p95 latency | dropped | CPU % | peak RSS |\n"
-        "|---|---|---|---|---|---|---|"
+        "| N | mode | fps per stream (min / mean) | p50 / p95 latency | dropped | CPU % | CPU ms / frame "
+        "| peak RSS | load |\n"
+        "|---|---|---|---|---|---|---|---|---|"
     )
     for r in rows:
         p50, p95 = r["latency_p50_ms"], r["latency_p95_ms"]
         lat = f"{p50:.0f} / {p95:.0f} ms" if p50 is not None else "n/a"
+        per_frame = "n/a" if r["cpu_ms_per_frame"] is None else f"{r['cpu_ms_per_frame']:.1f}"
         print(
             f"| {r['streams']} | {r['mode']} | {r['fps_min']:.1f} / {r['fps_mean']:.1f} | {lat} | {r['dropped']} "
-            f"| {r['cpu_percent']:.0f} | {r['peak_rss_mb']:.0f} MB |"
+            f"| {r['cpu_percent']:.0f} | {per_frame} | {r['peak_rss_mb']:.0f} MB | {r['load']:.1f} |"
         )
     summary = {}
     for mode in ("serve", "live"):
@@ -266,7 +279,10 @@ def main() -> None:
         )
     if args.json:
         Path(args.json).write_text(
-            json.dumps({"rows": rows, "summary": summary, "cores": os.cpu_count(), "load": load}, indent=2)
+            json.dumps(
+                {"rows": rows, "summary": summary, "cores": os.cpu_count(), "load": load, "smoothing": args.smoothing},
+                indent=2,
+            )
         )
 
 

@@ -13,6 +13,7 @@ key, what was given and what is allowed.
 from __future__ import annotations
 
 import difflib
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -37,6 +38,7 @@ __all__ = [
     "read_yaml",
     "settings_from",
     "describe_error",
+    "is_model_path",
 ]
 
 #: where the model runs, and which runner runs the graph there (onnxruntime or torch)
@@ -49,6 +51,11 @@ PUBLISH_LAYOUTS = ("rgba", "rgb+a", "a")
 COMPRESSIONS = ("none", "zstd", "zlib")
 
 PositiveInt = Annotated[int, Field(ge=1)]
+
+
+def is_model_path(model: str) -> bool:
+    """A ``model`` setting names an ONNX file (rather than a registered model name)."""
+    return model.endswith(".onnx") or os.sep in model
 
 
 class _Strict(BaseModel):

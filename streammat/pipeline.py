@@ -184,19 +184,20 @@ class Pipeline:
             self.source.close()
             raise
         batch_size = self._fit_batch(info)
-        frames_q: queue.Queue = _LatestQueue() if self.source.backpressure == "latest" else queue.Queue(batch_size)
-        # live: the matter always takes the newest batch, so latency stays one inference
-        batches_q: queue.Queue = (
-            _LatestQueue() if self.source.backpressure == "latest" else queue.Queue(self.queue_depth)
-        )
+        live = self.source.backpressure == "latest"
+        frames_q: queue.Queue = _LatestQueue() if live else queue.Queue(batch_size)
+        # live: the matter always takes the newest batch, so latency stays one inference;
+        # the model's thread prepares it too, so no batch is prepared only to be replaced
+        # (a served camera that fell behind spent 3-4x the prepare work of its output)
+        batches_q: queue.Queue = _LatestQueue() if live else queue.Queue(self.queue_depth)
         inferred_q: queue.Queue = queue.Queue(self.queue_depth)
         matted_q: queue.Queue = queue.Queue(self.queue_depth)
         self._queues = {"frames": frames_q, "batches": batches_q, "inferred": inferred_q, "matted": matted_q}
         busy = {"decode": 0.0, "prepare": 0.0, "model": 0.0, "finish": 0.0, "encode": 0.0}
         stages = [
             ("decode", self._decode, (frames_q, result, busy)),
-            ("batch", self._batch, (frames_q, batches_q, busy, batch_size)),
-            ("model", self._infer, (batches_q, inferred_q, busy)),
+            ("batch", self._batch, (frames_q, batches_q, busy, batch_size, not live)),
+            ("model", self._infer, (batches_q, inferred_q, busy, live)),
             ("finish", self._finish, (inferred_q, matted_q, busy)),
             ("encode", self._encode, (matted_q, result, busy, t0)),
         ]
@@ -346,16 +347,20 @@ class Pipeline:
                 break
         self._put(out, _EOS)
 
-    def _batch(self, src: queue.Queue, out: queue.Queue, busy: dict[str, float], batch_size: int) -> None:
-        """Frames → batches → the matter's ``prepare`` step."""
-        prepare = self._steps[0]
+    def _prepare(self, batch: Batch, busy: dict[str, float]) -> Any:
+        t = time.perf_counter()
+        prepared = self._steps[0](batch)
+        busy["prepare"] += time.perf_counter() - t
+        return prepared
+
+    def _batch(
+        self, src: queue.Queue, out: queue.Queue, busy: dict[str, float], batch_size: int, prepare: bool
+    ) -> None:
+        """Frames → batches → the matter's ``prepare`` step (unless the model's thread does it)."""
         batcher = Batcher(batch_size)
 
         def emit(batch: Batch) -> bool:
-            t = time.perf_counter()
-            prepared = prepare(batch)
-            busy["prepare"] += time.perf_counter() - t
-            return self._put(out, (batch, prepared))
+            return self._put(out, (batch, self._prepare(batch, busy) if prepare else batch))
 
         while True:
             timeout = None
@@ -377,10 +382,12 @@ class Pipeline:
                 if not emit(b):
                     return
 
-    def _infer(self, src: queue.Queue, out: queue.Queue, busy: dict[str, float]) -> None:
+    def _infer(self, src: queue.Queue, out: queue.Queue, busy: dict[str, float], prepare: bool) -> None:
         infer = self._steps[1]
         while (item := self._get(src)) is not _EOS:
             batch, prepared = item  # type: ignore[misc]
+            if prepare:
+                prepared = self._prepare(batch, busy)
             t = time.perf_counter()
             raw = infer(prepared)
             busy["model"] += time.perf_counter() - t

@@ -163,3 +163,29 @@ def test_partial_batch_is_flushed_on_deadline():
 
     Pipeline(src, record, [CollectingSink()], batch_size=8, flush_after=0.05).run()
     assert sum(v for v, _ in seen) == 3 and len(seen) >= 2  # did not wait for 8 frames
+
+
+def test_a_live_pipeline_prepares_only_the_batches_its_model_takes():
+    """The newest-frame policy drops waiting batches; none of them was prepared in vain."""
+    calls = {"prepare": 0, "infer": 0}
+
+    class Staged:
+        def prepare(self, batch):
+            calls["prepare"] += 1
+            return batch
+
+        def infer(self, prepared):
+            calls["infer"] += 1
+            time.sleep(0.03)  # a model slower than the camera
+            return prepared
+
+        def finish(self, batch, raw):
+            return half_alpha(batch)
+
+        def __call__(self, batch):
+            return self.finish(batch, self.infer(self.prepare(batch)))
+
+    src = ListSource(60, delay=0.002, backpressure="latest")
+    result = Pipeline(src, Staged(), [CollectingSink()], batch_size=1, flush_after=0.0).run()
+    assert result.source_stats["dropped"] > 0
+    assert calls["prepare"] == calls["infer"] == result.frames_out

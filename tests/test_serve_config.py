@@ -113,3 +113,68 @@ def test_the_command_line_exits_2_on_an_invalid_config(tmp_path: Path, cli_env: 
     assert proc.stderr.strip().splitlines() == [
         f"streammat: error: {path}: pipelines.cam1.batch_size: expected greater than or equal to 1, got -1"
     ]
+
+
+RELATIVE = """\
+state: db/jobs.sqlite
+roots: [media, /srv/shared]
+pipelines:
+  file:
+    source: media/clip.mp4
+    model: models/tiny.onnx
+    output: media/out/file.mkv
+    background: bg.png
+    source_secure: keys/client
+    publish_secure: keys/server
+  cam:
+    source: 0
+    background: green
+    publish: tcp://127.0.0.1:5611
+  net:
+    source: zmq+tcp://127.0.0.1:5700
+    model: u2netp
+    output: /srv/abs.mkv
+    background: blur:2
+"""
+
+
+def test_relative_paths_are_taken_from_the_config_folder(
+    tmp_path: Path, tiny_home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from streammat.testing import tiny_u2net_model
+
+    folder = tmp_path / "site"
+    (folder / "models").mkdir(parents=True)
+    (folder / "models" / "tiny.onnx").write_bytes(tiny_u2net_model().SerializeToString())
+    (folder / "bg.png").write_bytes(b"not read by the loader")
+    path = folder / "serve.yaml"
+    path.write_text(RELATIVE)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the service's working directory plays no part
+
+    config = load_serve_config(Path("..") / "site" / "serve.yaml")
+    site = folder.resolve()
+    file, cam, net = config.pipelines["file"], config.pipelines["cam"], config.pipelines["net"]
+    assert file.source == str(site / "media/clip.mp4") and file.output == str(site / "media/out/file.mkv")
+    assert file.model == str(site / "models/tiny.onnx") and file.background == str(site / "bg.png")
+    assert file.source_secure == str(site / "keys/client") and file.publish_secure == str(site / "keys/server")
+    assert (cam.source, cam.background) == ("0", "green")  # a camera index and a colour
+    assert (net.source, net.model, net.output, net.background) == (
+        "zmq+tcp://127.0.0.1:5700",
+        "u2netp",
+        "/srv/abs.mkv",
+        "blur:2",
+    )
+    assert config.state == str(site / "db/jobs.sqlite") and config.roots == [str(site / "media"), "/srv/shared"]
+
+    # --check (and a SIGHUP reload, which goes through the same check) finds the model file
+    # beside the config, not in the working directory
+    (folder / "simple.yaml").write_text(
+        "pipelines:\n  a: {source: clip.mp4, model: models/tiny.onnx, publish: 'tcp://127.0.0.1:5612'}\n"
+    )
+    assert main(["serve", str(folder / "simple.yaml"), "--check"]) == 0, capsys.readouterr().err
+    (elsewhere / "models").mkdir()
+    (folder / "models" / "tiny.onnx").replace(elsewhere / "models" / "tiny.onnx")  # only in the working directory
+    assert main(["serve", str(folder / "simple.yaml"), "--check"]) == 2
+    assert f"no such model file {str(site / 'models/tiny.onnx')!r}" in capsys.readouterr().err

@@ -69,3 +69,43 @@ def test_a_source_missing_at_start_is_retried_until_it_appears(tmp_path: Path, t
     rgb, alpha = service.latest_frame("late")
     assert rgb.shape == (48, 64, 3) and alpha.shape == (48, 64)
     assert (tmp_path / "rec.mkv").exists()  # the first segment, finalized
+
+
+def test_a_file_that_ended_leaves_the_service_ready(tmp_path: Path, tiny_home: Path) -> None:
+    import time
+
+    import httpx
+
+    from streammat.service.app import HttpServer, create_app
+    from streammat.service.config import ServeConfig
+    from streammat.service.supervisor import Service
+    from streammat.testing import camera_clip
+
+    clip = camera_clip(tmp_path / "clip.mp4", frames=15)
+    pipelines = {
+        "once": ServePipeline(source=str(clip), model="u2netp", output=str(tmp_path / "once.mkv")),
+        "loop": ServePipeline(source=str(clip), loop=True, model="u2netp", output=str(tmp_path / "loop.mkv")),
+    }
+    service = Service(ServeConfig(pipelines=pipelines))
+    http = HttpServer(create_app(service), "127.0.0.1", 0)
+    url = http.start()
+    service.start()
+    try:
+        deadline = time.monotonic() + 60
+        while service.pipeline("once").state != "completed" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        while service.pipeline("loop").state != "running" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        once = service.pipeline("once")
+        assert once.state == "completed" and once.frames_out > 0 and once.restarts == 0 and not once.errors
+        reply = httpx.get(f"{url}/readyz", timeout=10)
+        assert reply.status_code == 200
+        assert reply.json() == {"ready": True, "pipelines": {"once": "completed", "loop": "running"}}
+        assert service.ready
+        assert 'streammat_pipeline_state{pipeline="once",state="completed"} 1.0' in httpx.get(f"{url}/metrics").text
+    finally:
+        assert service.stop()
+        http.stop()
+    assert service.pipeline("once").state == "completed"  # a stop does not undo a finished file
+    assert service.pipeline("loop").state == "stopped" and not service.ready
+    assert (tmp_path / "once.mkv").exists()

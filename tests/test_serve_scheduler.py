@@ -83,3 +83,36 @@ def test_a_model_error_reaches_every_stream_of_the_call():
             raise AssertionError("the model error was swallowed")
     finally:
         scheduler.close()
+
+
+def test_two_workers_run_two_calls_at_once_and_each_stream_keeps_its_order(tiny_home):
+    """A call of one stream runs while another stream's call does: the model is not held to
+    one thread (one core) however many streams share it."""
+    matter = create_matter(create_session("u2netp", device="cpu", threads=1), device="cpu")
+    both_in_flight = threading.Barrier(2, timeout=30)
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        both_in_flight.wait()  # passes only when a second call is running too
+        return matter.infer(x)
+
+    scheduler = ModelScheduler(run, max_batch=1, max_wait=0.0, workers=2)  # one frame per call
+    streams = [scheduler.attach(), scheduler.attach()]
+    got: dict[int, list[torch.Tensor]] = {s: [] for s in streams}
+    inputs = {s: [matter.prepare(_batch(s, k)) for k in range(FRAMES)] for s in streams}
+
+    def feed(stream: int) -> None:
+        for x in inputs[stream]:
+            got[stream].append(scheduler.submit(stream, x))
+
+    threads = [threading.Thread(target=feed, args=(s,)) for s in streams]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    scheduler.close()
+    assert not any(t.is_alive() for t in threads)
+    assert not both_in_flight.broken
+    assert scheduler.stats.calls == 2 * FRAMES and scheduler.stats.fill == {1: 2 * FRAMES}
+    for s in streams:
+        for k in range(FRAMES):
+            torch.testing.assert_close(got[s][k], matter.infer(inputs[s][k]), atol=1e-5, rtol=1e-4)

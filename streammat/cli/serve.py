@@ -44,6 +44,7 @@ def check(path: str, running: Any = None) -> Any:
     config in service) already runs unchanged are not checked again: their outputs are
     theirs, locked while they write."""
     from ..compose import build_sinks
+    from ..config import is_model_path
     from ..errors import ConfigError, StreammatError
     from ..matting.threads import plan_threads
     from ..service.config import load_serve_config
@@ -56,7 +57,7 @@ def check(path: str, running: Any = None) -> Any:
             continue
         where = f"{path}: pipelines.{name}"
         model = settings.model
-        if model.endswith(".onnx") or os.sep in model:
+        if is_model_path(model):
             if not Path(os.path.expanduser(model)).is_file():
                 raise ConfigError(f"{where}.model: no such model file {model!r}")
         else:

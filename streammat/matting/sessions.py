@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ..config import is_model_path
 from ..errors import ConfigError, ModelError
 from .providers import check_granted, import_onnxruntime, providers_for
 
@@ -70,7 +71,7 @@ def create_session(model: str = DEFAULT_MODEL, *, device: str = "auto", threads:
     opts = session_options(threads)
     kwargs: dict[str, Any] = {"providers": providers, "sess_opts": opts}
     path = Path(os.path.expanduser(model))
-    is_path = model.endswith(".onnx") or os.sep in model
+    is_path = is_model_path(model)
     if is_path:
         if not path.is_file():
             raise ModelError(f"{model}: no such model file")

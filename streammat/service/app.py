@@ -1,9 +1,10 @@
 """The service's HTTP server: one FastAPI app on uvicorn, in a thread of the serve process.
 
 ``create_app(service)`` serves ``/metrics`` (Prometheus text format), ``/healthz`` (the
-process answers: 200) and ``/readyz`` (200 when every pipeline is running, else 503 with
-each pipeline's state). Further routes — the control API — are added to the same app with
-``app.include_router(router)``; a route reaches the service as ``request.app.state.service``.
+process answers: 200) and ``/readyz`` (200 when every pipeline is running or has completed
+its finite input, else 503 with each pipeline's state). Further routes — the control API —
+are added to the same app with ``app.include_router(router)``; a route reaches the service
+as ``request.app.state.service``.
 
 ``HttpServer`` binds the socket itself, so a port that is taken is one clear error before
 anything starts, and runs uvicorn on a daemon thread (uvicorn leaves the process's signal
@@ -23,6 +24,7 @@ from fastapi.responses import JSONResponse
 
 from ..errors import OutputError
 from .metrics import CONTENT_TYPE
+from .runner import is_ready
 
 __all__ = ["create_app", "HttpServer"]
 
@@ -49,9 +51,10 @@ def create_app(service: Any) -> FastAPI:
 
     @app.get("/readyz", tags=["monitoring"])
     def readyz(request: Request) -> JSONResponse:
-        """200 when every pipeline is running, else 503; the state of each pipeline."""
+        """200 when every pipeline is running or has completed its file, else 503; the
+        state of each pipeline."""
         states = {s.name: s.state for s in request.app.state.service.pipelines()}
-        ready = all(state == "running" for state in states.values())
+        ready = is_ready(states.values())
         return JSONResponse({"ready": ready, "pipelines": states}, status_code=200 if ready else 503)
 
     return app

@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ..config import LiveConfig, describe_error, read_yaml
+from ..config import LiveConfig, describe_error, is_model_path, read_yaml
 from ..errors import ConfigError
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "parse_http",
     "pipeline_settings",
     "check_unique",
+    "resolve_paths",
     "DEFAULT_HTTP",
 ]
 
@@ -170,9 +171,52 @@ def check_unique(config: ServeConfig, where: str) -> None:
                 raise ConfigError(f"{where}: pipelines.{name}.{key}: {shown} is already used by pipeline {other!r}")
 
 
+def _local(value: str) -> bool:
+    """A relative path on this host (not a URL, a camera index, stdin or ``~/...``)."""
+    return not (value == "-" or value.isdigit() or "://" in value or value.startswith("~") or Path(value).is_absolute())
+
+
+def _image_background(value: str, folder: Path) -> bool:
+    """A background that names an image file in ``folder`` rather than a colour or a blur
+    (the order ``parse_background`` reads them in)."""
+    from ..sinks.compositing import COLORS
+
+    spec = value.strip().lower()
+    if spec in COLORS or spec.startswith(("blur", "#")):
+        return False
+    return (folder / value).is_file()
+
+
+def resolve_paths(config: ServeConfig, folder: Path) -> ServeConfig:
+    """Every relative path of a service file, taken from the file's folder (as
+    docker-compose does) rather than from wherever the service was started: pipeline
+    sources, outputs, background images, model files and key folders, the job database
+    and the roots. URLs, camera indexes and absolute paths stay as they are."""
+
+    def at(value: str) -> str:
+        return str(folder / value) if _local(value) else value
+
+    pipelines = {}
+    for name, p in config.pipelines.items():
+        update: dict[str, Any] = {"source": at(p.source)}
+        if p.output:
+            update["output"] = at(p.output)
+        if p.background and _local(p.background) and _image_background(p.background, folder):
+            update["background"] = at(p.background)
+        if is_model_path(p.model):
+            update["model"] = at(p.model)
+        for key in ("source_secure", "publish_secure"):
+            if getattr(p, key):
+                update[key] = at(getattr(p, key))
+        pipelines[name] = p.model_copy(update=update)
+    update = {"pipelines": pipelines, "roots": [at(r) for r in config.roots] or [str(folder)]}
+    update["state"] = at(config.state) if config.state else str(folder / STATE_FILE)
+    return config.model_copy(update=update)
+
+
 def load_serve_config(path: str | Path) -> ServeConfig:
-    """Read and validate a service file; defaults that depend on its place are filled in
-    (``state`` and ``roots`` beside the file)."""
+    """Read and validate a service file. Relative paths in it are taken from its folder
+    (``resolve_paths``), and so are the defaults of ``state`` and ``roots``."""
     p = Path(path)
     where = str(p)
     data = read_yaml(p, expected="a mapping with http: and pipelines:")
@@ -192,6 +236,7 @@ def load_serve_config(path: str | Path) -> ServeConfig:
         config = ServeConfig(**{str(k): v for k, v in data.items()})
     except ValidationError as exc:
         raise ConfigError(_one_line(exc, where)) from None
+    config = resolve_paths(config, p.resolve().parent)
     for name, settings in config.pipelines.items():
         _require_output(name, settings, where)
     if config.backoff_max < config.backoff_min:
@@ -199,10 +244,4 @@ def load_serve_config(path: str | Path) -> ServeConfig:
             f"{where}: backoff_max: expected >= backoff_min ({config.backoff_min:g}), got {config.backoff_max:g}"
         )
     check_unique(config, where)
-    folder = str(p.resolve().parent)
-    update: dict[str, Any] = {}
-    if config.state is None:
-        update["state"] = str(Path(folder) / STATE_FILE)
-    if not config.roots:
-        update["roots"] = [folder]
-    return config.model_copy(update=update)
+    return config

@@ -92,7 +92,8 @@ class ModelPool:
         from ..compose import build_model
         from ..matting.threads import plan_threads
 
-        session, matter = build_model(settings, plan=plan_threads())
+        plan = plan_threads()
+        session, matter = build_model(settings, plan=plan)
         provider = (list(session.inner_session.get_providers()) or ["?"])[0]
         staged = all(hasattr(matter, step) for step in ("prepare", "infer", "finish"))
         label = f"{settings.model}@{settings.device}"
@@ -101,9 +102,23 @@ class ModelPool:
             max_batch=self.max_batch,
             max_wait=self.max_wait,
             name=label,
+            workers=_call_threads(session, matter, plan.cores // (settings.threads or plan.onnx_intra_op)),
         )
         log.info("model %s loaded on %s; shared by every pipeline that uses it", label, provider)
         return SharedModel(key, session, matter if staged else None, scheduler, provider)
+
+
+def _call_threads(session: Any, matter: Any, fill: int) -> int:
+    """How many model calls may run at once: ``fill`` (their onnxruntime threads together
+    fill the cores) for onnxruntime on the CPU with a dynamic batch dimension, whose calls
+    share nothing; one for the others (the GPU runners reuse bound buffers and captured
+    graphs, and a fixed-batch graph's chunks go through one padding buffer)."""
+    choice = getattr(matter, "choice", None)
+    if choice is None or choice.runner != "ort-cpu":
+        return 1
+    if isinstance(session.inner_session.get_inputs()[0].shape[0], int):
+        return 1
+    return max(1, fill)
 
 
 def _unbatched(x: Any) -> Any:  # pragma: no cover - the exact path never submits

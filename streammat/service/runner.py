@@ -24,6 +24,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,14 +32,19 @@ from typing import Any
 from ..errors import ConfigError, StreammatError
 from .config import ServePipeline
 
-__all__ = ["PipelineRunner", "PipelineStatus", "STATES"]
+__all__ = ["PipelineRunner", "PipelineStatus", "STATES", "READY_STATES", "is_ready"]
 
 log = logging.getLogger(__name__)
 
 #: the life of a pipeline: starting (building, opening its source) → running → backoff
-#: (waiting to restart after a failure) → starting …; stopped (by the service or at the end
-#: of a file); failed (a configuration error that retrying cannot fix)
-STATES = ("starting", "running", "backoff", "stopped", "failed")
+#: (waiting to restart after a failure) → starting …; completed (a local file that is not
+#: looped reached its end: its work is done); stopped (by the service or the control API);
+#: failed (a configuration error that retrying cannot fix)
+STATES = ("starting", "running", "backoff", "completed", "stopped", "failed")
+#: the service is ready while every pipeline is in one of these: a finished file is not a
+#: fault an orchestrator should act on, whereas a pipeline that is starting, waiting to
+#: restart, stopped or failed does not deliver what its config asks for
+READY_STATES = frozenset({"running", "completed"})
 _FPS_WINDOW = 2.0  # seconds of written frames the fps gauge averages
 _LATENCY_SAMPLES = 512  # recent latencies kept for the p50/p95 of the status
 
@@ -91,6 +97,11 @@ class _Tap:
 
     def close(self, *, complete: bool = True) -> None:
         pass
+
+
+def is_ready(states: Iterable[str]) -> bool:
+    """Every pipeline runs or has completed its finite input (no pipelines: ready)."""
+    return all(state in READY_STATES for state in states)
 
 
 def segment_name(output: str, segment: int, *, overwrite: bool = False) -> str:
@@ -242,6 +253,7 @@ class PipelineRunner:
         except StreammatError as exc:
             self._fail(exc, retry=False)
             return
+        completed = False
         try:
             while not self._stop.is_set():
                 self.state = "starting"
@@ -255,6 +267,7 @@ class PipelineRunner:
                     self._fail(exc, retry=True)
                 else:
                     if finished or self._stop.is_set():
+                        completed = not self._stop.is_set()
                         break
                     self._fail(None, retry=True)  # a live source ended: reconnect
                 if time.monotonic() - started > cfg.backoff_max:
@@ -265,7 +278,9 @@ class PipelineRunner:
                 delay = min(delay * 2, cfg.backoff_max)
                 if not self._stop.is_set():
                     self.restarts += 1
-            self.state = "stopped"
+            self.state = "completed" if completed else "stopped"
+            if completed:
+                log.info("pipeline %s: completed (the end of %s)", self.name, self.settings.source)
         finally:
             self._service.pool.release(shared)
 

@@ -21,7 +21,7 @@ from ..errors import ConfigError
 from .config import ServeConfig, ServePipeline, check_unique, pipeline_settings
 from .metrics import Metrics
 from .pool import ModelPool, model_key
-from .runner import PipelineRunner, PipelineStatus
+from .runner import PipelineRunner, PipelineStatus, is_ready
 
 __all__ = ["Service", "PipelineNotFound", "STOP_DEADLINE"]
 
@@ -71,8 +71,8 @@ class Service:
 
     @property
     def ready(self) -> bool:
-        """Every pipeline is running (a service without pipelines is ready)."""
-        return all(s.state == "running" for s in self.pipelines())
+        """Every pipeline runs or has completed its file (a service without pipelines is ready)."""
+        return is_ready(s.state for s in self.pipelines())
 
     # -- what the service reports -----------------------------------------------------
     def pipelines(self) -> list[PipelineStatus]:

