@@ -87,7 +87,7 @@ def guided_refine(
     coeffs.mul_(1.0 / (hi - lo))
     coeffs[:, 3].sub_(lo / (hi - lo)).mul_(255.0)
     ab = cells.upsample(coeffs)  # (4,K,s*s)
-    colour = cells.pixels(images).permute(2, 0, 1).contiguous()  # (3,K,s*s) uint8
+    colour = cells.pixels(images).permute(2, 0, 1).to(torch.float32)  # (3,K,s*s), one conversion
     q = ab[3]
     for c in range(3):
         q.addcmul_(ab[c], colour[c])
@@ -99,8 +99,9 @@ def _coefficients(guide: torch.Tensor, p: torch.Tensor, r: int, eps: float) -> t
     """The colour guided filter's smoothed linear coefficients ``(N,4,h,w)``: ``q = a·I + b``
     with ``a`` the first three channels and ``b`` the last (He et al., eq. 19-21)."""
     n, _, h, w = guide.shape
-    first, second = guide[:, [0, 0, 0, 1, 1, 2]], guide[:, [0, 1, 2, 1, 2, 2]]
-    products = torch.cat([guide, p, guide * p, first * second], dim=1)
+    # the means of I, p, I·p and the six distinct products of colour pairs (rr rg rb gg gb bb)
+    red, green, blue = guide[:, 0:1], guide[:, 1:2], guide[:, 2:3]
+    products = torch.cat([guide, p, guide * p, red * guide, green * guide[:, 1:], blue * blue], dim=1)
     means = box_mean(products, r)
     mi, mp, mip = means[:, 0:3], means[:, 3:4], means[:, 4:7]
     cov_ip = mip - mi * mp  # (N,3,h,w)
