@@ -170,7 +170,7 @@ def throughput(matter: Any, clip: Clip, settings: list[Setting], rounds: int = 2
 
 
 def pipeline_throughput(
-    session: Any, model: str, clip: Clip, settings: list[Setting], *, frames: int, rounds: int
+    session: Any, model: str, clip: Clip, settings: list[Setting], *, frames: int, rounds: int, outputs: list[str]
 ) -> dict[str, dict[str, list[float]]]:
     """Frames/s of the whole pipeline per output and setting (settings that
     ``streammat process`` can express), runs interleaved: ``{output: {setting: [fps, ...]}}``."""
@@ -181,7 +181,8 @@ def pipeline_throughput(
     with tempfile.TemporaryDirectory(prefix="bench_quality_") as tmp:
         source = write_clip(clip, Path(tmp) / "moving.mp4", frames=frames)
         for r in range(rounds):
-            for out, name in PIPELINE_OUTPUTS.items():
+            for out in outputs:
+                name = PIPELINE_OUTPUTS[out]
                 for setting in settings:
                     if setting.options is None or (out == "prores" and setting.name not in PRORES_SETTINGS):
                         continue
@@ -189,11 +190,20 @@ def pipeline_throughput(
                     if name is not None:
                         values.update(output=str(Path(tmp) / name), overwrite=True)
                     config = settings_from(ProcessConfig, values, where="bench_quality")
+                    cpu = time.process_time()
                     result = build_pipeline(config, session=session, require_output=False).run()
+                    cpu = time.process_time() - cpu
                     if result.frames_out != frames:
                         raise RuntimeError(f"pipeline wrote {result.frames_out} of {frames} frames")
                     fps[out].setdefault(setting.name, []).append(result.fps)
-                    log.info("round %d, %s, %s: %.1f frames/s", r + 1, out, setting.name, result.fps)
+                    log.info(
+                        "round %d, %s, %s: %.1f frames/s, %.1f ms CPU a frame",
+                        r + 1,
+                        out,
+                        setting.name,
+                        result.fps,
+                        cpu / frames * 1e3,
+                    )
     return fps
 
 
@@ -213,6 +223,7 @@ def run(
     quality: bool = True,
     pipeline_frames: int = 240,
     rounds: int = 3,
+    outputs: list[str] | None = None,
 ) -> dict[str, Any]:
     from streammat._allocator import tune_allocator
     from streammat.matting import create_matter
@@ -229,7 +240,15 @@ def run(
     for model in models:
         session = create_session(model, device="cpu", threads=plan.onnx_intra_op)
         matter = create_matter(session, device="cpu")
-        fps = pipeline_throughput(session, model, clips["moving"], settings, frames=pipeline_frames, rounds=rounds)
+        fps = pipeline_throughput(
+            session,
+            model,
+            clips["moving"],
+            settings,
+            frames=pipeline_frames,
+            rounds=rounds,
+            outputs=list(PIPELINE_OUTPUTS) if outputs is None else outputs,
+        )
         raws = {kind: matte_clip(matter, clip) for kind, clip in clips.items()} if quality else {}
         t_matting, t_posts = throughput(matter, clips["moving"], settings)
         per_setting = {}
@@ -299,8 +318,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cost-only", action="store_true", help="measure the cost only, not the quality")
     ap.add_argument("--pipeline-frames", type=int, default=240, help="frames per pipeline run (default: 240)")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds of pipeline runs (default: 3)")
+    ap.add_argument(
+        "--outputs", default=",".join(PIPELINE_OUTPUTS), help="pipeline outputs to time (default: null,prores)"
+    )
     ap.add_argument("--json", default="bench_quality.json", help="where to write the results")
     args = ap.parse_args(argv)
+    unknown = sorted(set(args.outputs.split(",")) - set(PIPELINE_OUTPUTS) - {""})
+    if unknown:
+        ap.error(f"--outputs: unknown {', '.join(unknown)}; expected some of {', '.join(PIPELINE_OUTPUTS)}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     settings = list(SETTINGS) + (sweep_settings() if args.sweep else [])
     t0 = time.perf_counter()
@@ -312,6 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         quality=not args.cost_only,
         pipeline_frames=args.pipeline_frames,
         rounds=args.rounds,
+        outputs=[o for o in args.outputs.split(",") if o],
     )
     print_table(results)
     meta = {
