@@ -114,8 +114,9 @@ def _cell_rows(full: torch.Tensor, s: int, w: int) -> torch.Tensor:
 
 def _words(rows: torch.Tensor) -> torch.Tensor | None:
     """The 2-D cell rows ``rows`` as ``(M, k)`` 8-byte words, when each row is a whole number
-    of aligned words (8 uint8 pixels, or 8 RGB pixels as 3 words): gathering and writing one
-    word moves a cell row of a mask several times faster than copying 8 one-byte elements."""
+    of aligned words: gathering and writing one word (8 pixels of a uint8 mask) moves a cell
+    row several times faster than copying 8 one-byte elements. (Rows of several words, as
+    RGB ones, gain nothing: ``index_select`` of whole rows is as fast.)"""
     size = rows.shape[1] * rows.element_size()
     if rows.ndim != 2 or size % 8 or rows.data_ptr() % 8 or not rows.is_contiguous():
         return None
@@ -132,9 +133,8 @@ class Cells:
         self.grid = (h, w)
         n, i, j = selected.nonzero(as_tuple=True)
         self.count = int(n.numel())
-        # the first packed cell of every frame (one read of the counts, also on a device)
-        per_frame = selected.reshape(n_frames, -1).sum(1).cumsum(0).tolist()
-        self._starts = [0, *per_frame]
+        self._selected = selected
+        self._starts: list[int] | None = None  # the first packed cell of every frame, when asked
         self._n, self._i, self._j = n, i, j
         self._weights = _bilinear_weights(s, selected.device)
         self._off = torch.arange(s, device=selected.device)
@@ -146,7 +146,16 @@ class Cells:
 
     def span(self, frame: int) -> slice:
         """The packed cells of frame ``frame``."""
-        return slice(self._starts[frame], self._starts[frame + 1])
+        return slice(self.starts[frame], self.starts[frame + 1])
+
+    @property
+    def starts(self) -> list[int]:
+        """Where each frame's cells begin in the packing, and the count at the end (the
+        per-frame counts are read once, also from a device)."""
+        if self._starts is None:
+            n_frames = self._selected.shape[0]
+            self._starts = [0, *self._selected.reshape(n_frames, -1).sum(1).cumsum(0).tolist()]
+        return self._starts
 
     def _rows(self, height: int, cells: slice) -> tuple[torch.Tensor, torch.Tensor]:
         """(frame row index in ``N*H``, cell column) of every cell row of ``cells``."""
@@ -172,7 +181,7 @@ class Cells:
         """How many frames to move cells that start at packed cell ``first`` to ``frame``."""
         if frame is None:
             return 0
-        return frame - (bisect.bisect_right(self._starts, first) - 1)
+        return frame - (bisect.bisect_right(self.starts, first) - 1)
 
     def _index(self, height: int, cells: slice, frame: int | None) -> torch.Tensor:
         """The indices of ``cells``' cell rows in the 2-D view of ``_cell_rows``, moved to
@@ -191,14 +200,10 @@ class Cells:
         if rows.ndim == 2:
             idx = self._index(full.shape[1], cells, frame)
             words = _words(rows)
-            if words is None:
-                px = rows.index_select(0, idx)
-            elif words.shape[1] == 1:
-                px = words.view(-1).index_select(0, idx).view(torch.uint8)
+            if words is not None and words.shape[1] == 1:
+                px = words.view(-1).index_select(0, idx).view(rows.dtype)
             else:
-                k = words.shape[1]
-                wide = (idx.view(-1, 1) * k + torch.arange(k, device=idx.device)).view(-1)
-                px = words.view(-1).index_select(0, wide).view(rows.dtype)
+                px = rows.index_select(0, idx)
         else:
             ny, jj = self._rows(full.shape[1], cells)
             px = rows[ny + self._shift(a, frame) * full.shape[1], jj]
@@ -229,6 +234,7 @@ class Cells:
         c = low.shape[1]
         a, b = self._bounds(cells)
         nb = self._nb[a * 9 : b * 9]
-        padded = F.pad(low, (1, 1, 1, 1), mode="replicate").transpose(0, 1).reshape(c, -1)
+        # channels first before padding: the padded grid is then flat per channel without a copy
+        padded = F.pad(low.transpose(0, 1), (1, 1, 1, 1), mode="replicate").reshape(c, -1)
         picked = padded.index_select(1, nb).view(c * (b - a), 9)
         return (picked @ self._weights.T).view(c, b - a, self.s * self.s)  # one GEMM
