@@ -329,6 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     settings = list(SETTINGS) + (sweep_settings() if args.sweep else [])
     t0 = time.perf_counter()
+    load_at_start = list(os.getloadavg())
     results = run(
         args.models.split(","),
         settings,
@@ -350,7 +351,8 @@ def main(argv: list[str] | None = None) -> int:
         "batch": BATCH,
         "pipeline_frames": args.pipeline_frames,
         "rounds": args.rounds,
-        "load_average": list(os.getloadavg()),
+        "load_average_start": load_at_start,
+        "load_average_end": list(os.getloadavg()),
         "seconds": time.perf_counter() - t0,
     }
     Path(args.json).write_text(json.dumps({"meta": meta, "results": results}, indent=2))
