@@ -24,9 +24,11 @@ frame here). Cost, two ways:
   runs it: decode → matting → post-processing → encode on their own threads, so the
   post-processing overlaps the model): the moving clip written as an H.264 file played
   forward and back, to no output (a null sink) and to ProRes 4444 ``.mov`` (the default
-  encoder), frames/s with each setting as a fraction of frames/s without any. The runs
-  are interleaved (every setting once per round, several rounds), so that the load of a
-  shared machine weighs on all alike.
+  encoder), frames/s with each setting as a fraction of frames/s without any, and the
+  process's CPU time per frame (all threads) as a multiple of that without any — on a
+  machine others load, the steadier of the two. The runs are interleaved (every setting
+  once per round, several rounds), so that the load of a shared machine weighs on all
+  alike.
 ``--sweep`` adds refinement and smoothing variants (radius, eps, band, grid; strength,
 motion level) to choose defaults from. Prints a table and writes JSON.
 
@@ -172,12 +174,13 @@ def throughput(matter: Any, clip: Clip, settings: list[Setting], rounds: int = 2
 def pipeline_throughput(
     session: Any, model: str, clip: Clip, settings: list[Setting], *, frames: int, rounds: int, outputs: list[str]
 ) -> dict[str, dict[str, list[float]]]:
-    """Frames/s of the whole pipeline per output and setting (settings that
-    ``streammat process`` can express), runs interleaved: ``{output: {setting: [fps, ...]}}``."""
+    """Frames/s and process CPU time per frame (all threads) of the whole pipeline per
+    output and setting (settings that ``streammat process`` can express), runs
+    interleaved: ``{output: {setting: {"fps": [...], "cpu_ms_per_frame": [...]}}}``."""
     from streammat.compose import build_pipeline
     from streammat.config import ProcessConfig, settings_from
 
-    fps: dict[str, dict[str, list[float]]] = {out: {} for out in PIPELINE_OUTPUTS}
+    runs: dict[str, dict[str, dict[str, list[float]]]] = {out: {} for out in PIPELINE_OUTPUTS}
     with tempfile.TemporaryDirectory(prefix="bench_quality_") as tmp:
         source = write_clip(clip, Path(tmp) / "moving.mp4", frames=frames)
         for r in range(rounds):
@@ -195,7 +198,9 @@ def pipeline_throughput(
                     cpu = time.process_time() - cpu
                     if result.frames_out != frames:
                         raise RuntimeError(f"pipeline wrote {result.frames_out} of {frames} frames")
-                    fps[out].setdefault(setting.name, []).append(result.fps)
+                    row = runs[out].setdefault(setting.name, {"fps": [], "cpu_ms_per_frame": []})
+                    row["fps"].append(result.fps)
+                    row["cpu_ms_per_frame"].append(cpu / frames * 1e3)
                     log.info(
                         "round %d, %s, %s: %.1f frames/s, %.1f ms CPU a frame",
                         r + 1,
@@ -204,14 +209,14 @@ def pipeline_throughput(
                         result.fps,
                         cpu / frames * 1e3,
                     )
-    return fps
+    return runs
 
 
-def _vs_none(fps: dict[str, list[float]], name: str) -> float | None:
-    """The mean over rounds of frames/s with ``name`` / frames/s with no post-processing."""
-    if name not in fps or "none" not in fps:
+def _vs_none(runs: dict[str, dict[str, list[float]]], name: str, key: str) -> float | None:
+    """The mean over rounds of ``key`` with setting ``name`` / ``key`` with no post-processing."""
+    if name not in runs or "none" not in runs:
         return None
-    return float(np.mean([a / b for a, b in zip(fps[name], fps["none"], strict=True)]))
+    return float(np.mean([a / b for a, b in zip(runs[name][key], runs["none"][key], strict=True)]))
 
 
 def run(
@@ -240,7 +245,7 @@ def run(
     for model in models:
         session = create_session(model, device="cpu", threads=plan.onnx_intra_op)
         matter = create_matter(session, device="cpu")
-        fps = pipeline_throughput(
+        runs = pipeline_throughput(
             session,
             model,
             clips["moving"],
@@ -258,8 +263,11 @@ def run(
                 "setting": asdict(setting),
                 "post_ms_per_batch": t_post * 1e3,
                 "throughput_vs_matting": t_matting / (t_matting + t_post),
-                "pipeline_fps": {out: fps[out].get(setting.name) for out in PIPELINE_OUTPUTS},
-                "pipeline_vs_none": {out: _vs_none(fps[out], setting.name) for out in PIPELINE_OUTPUTS},
+                "pipeline_runs": {out: runs[out].get(setting.name) for out in PIPELINE_OUTPUTS},
+                "pipeline_vs_none": {out: _vs_none(runs[out], setting.name, "fps") for out in PIPELINE_OUTPUTS},
+                "pipeline_cpu_vs_none": {
+                    out: _vs_none(runs[out], setting.name, "cpu_ms_per_frame") for out in PIPELINE_OUTPUTS
+                },
             }
             if quality:
                 row["moving"] = score(setting, clips["moving"], raws["moving"], slow=slow)
@@ -283,7 +291,10 @@ def print_table(results: dict[str, Any]) -> None:
     head = "| model | setting | "
     if quality:
         head += "SAD | MSE | Grad | Conn | SAD band | SAD moving edges | dtSSD moving | dtSSD static | "
-    head += "ms / batch of 8 | matting stage throughput vs none | pipeline throughput vs none (null sink) | (ProRes) |"
+    head += (
+        "ms / batch of 8 | matting stage throughput vs none | pipeline throughput vs none: null sink | ProRes "
+        "| pipeline CPU time vs none: null sink | ProRes |"
+    )
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
     for model, res in results.items():
@@ -296,17 +307,19 @@ def print_table(results: dict[str, Any]) -> None:
                     f"| {_fmt(m['sad_band'])} | {_fmt(m['sad_moving_edges'])} | {_fmt(m['dtssd'])} "
                     f"| {_fmt(s['dtssd'], 3)} | "
                 )
-            vs = r["pipeline_vs_none"]
+            vs, cpu = r["pipeline_vs_none"], r["pipeline_cpu_vs_none"]
             line += (
                 f"{_fmt(r['post_ms_per_batch'], 1)} | {_pct(r['throughput_vs_matting'])} "
-                f"| {_pct(vs['null'])} | {_pct(vs['prores'])} |"
+                f"| {_pct(vs['null'])} | {_pct(vs['prores'])} | {_pct(cpu['null'])} | {_pct(cpu['prores'])} |"
             )
             print(line)
         print(f"\nmatting stage alone ({model}): {res['matting_ms_per_batch']:.1f} ms per 720p batch of {BATCH}")
         for out in PIPELINE_OUTPUTS:
-            runs = res["settings"]["none"]["pipeline_fps"][out] if "none" in res["settings"] else None
+            runs = res["settings"]["none"]["pipeline_runs"][out] if "none" in res["settings"] else None
             if runs:
-                print(f"pipeline, no post-processing, to {out}: {', '.join(f'{x:.1f}' for x in runs)} frames/s")
+                fps = ", ".join(f"{x:.1f}" for x in runs["fps"])
+                cpu = ", ".join(f"{x:.1f}" for x in runs["cpu_ms_per_frame"])
+                print(f"pipeline, no post-processing, to {out}: {fps} frames/s; {cpu} ms CPU a frame")
 
 
 def main(argv: list[str] | None = None) -> int:

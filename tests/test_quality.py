@@ -318,6 +318,33 @@ def test_clips_have_a_soft_true_alpha_and_only_noise_changes_the_static_one():
         make_clip("shaky", frames=1)
 
 
+def test_write_clip_plays_the_clip_forward_and_back_as_a_video_file(tmp_path):
+    import av
+
+    from streammat.quality.clips import make_clip, write_clip
+
+    clip = make_clip("moving", frames=3, width=160, height=96)
+    path = write_clip(clip, tmp_path / "clip.mp4", frames=7)
+    with av.open(str(path)) as src:
+        decoded = [f.to_ndarray(format="rgb24").astype(np.int16) for f in src.decode(video=0)]
+    assert len(decoded) == 7
+    for got, want in zip(decoded, [0, 1, 2, 1, 0, 1, 2], strict=True):
+        errors = [np.abs(got - frame).mean() for frame in clip.frames.astype(np.int16)]
+        assert int(np.argmin(errors)) == want
+
+
+def test_benchmark_settings_name_valid_process_options():
+    from streammat.config import ProcessConfig, settings_from
+    from streammat.quality.settings import SETTINGS
+
+    for setting in SETTINGS:
+        assert setting.options is not None
+        config = settings_from(ProcessConfig, {"source": "in.mp4", **setting.options}, where="test")
+        assert (config.refine == "guided") == (setting.refine is not None)
+        assert config.smoothing == setting.strength
+        assert (config.motion is None) == (setting.smoothing == "ema")
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_refine_and_smoother_run_on_cuda_tensors_like_on_the_cpu():
     gen = torch.Generator().manual_seed(5)
