@@ -32,9 +32,9 @@ frame here). Cost, two ways:
 ``--sweep`` adds refinement and smoothing variants (radius, eps, band, grid; strength,
 motion level) to choose defaults from. Prints a table and writes JSON.
 
-    python scripts/bench_quality.py                        # selfie, ~4 min on 2 cores
+    python scripts/bench_quality.py                        # selfie, ~7 min on 2 busy cores
     python scripts/bench_quality.py --models selfie,selfie-landscape --sweep
-    python scripts/bench_quality.py --cost-only              # the pipeline cost alone
+    python scripts/bench_quality.py --cost-only              # the cost alone, ~4 min
 """
 
 from __future__ import annotations
@@ -226,7 +226,7 @@ def run(
     *,
     slow: bool,
     quality: bool = True,
-    pipeline_frames: int = 240,
+    pipeline_frames: int = 96,
     rounds: int = 3,
     outputs: list[str] | None = None,
 ) -> dict[str, Any]:
@@ -329,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sweep", action="store_true", help="also run refinement/smoothing variants")
     ap.add_argument("--no-slow", action="store_true", help="skip gradient and connectivity error")
     ap.add_argument("--cost-only", action="store_true", help="measure the cost only, not the quality")
-    ap.add_argument("--pipeline-frames", type=int, default=240, help="frames per pipeline run (default: 240)")
+    ap.add_argument("--pipeline-frames", type=int, default=96, help="frames per pipeline run (default: 96)")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds of pipeline runs (default: 3)")
     ap.add_argument(
         "--outputs", default=",".join(PIPELINE_OUTPUTS), help="pipeline outputs to time (default: null,prores)"
