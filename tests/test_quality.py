@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 
 from streammat.errors import ConfigError
-from streammat.matting.cells import Cells, box_mean, sample
+from streammat.matting.cells import CELL, Cells, box_mean, edge_cells, sample
 from streammat.matting.motion import MotionSmoother
-from streammat.matting.refine import guided_refine
+from streammat.matting.refine import _coefficients, guided_refine
 from streammat.quality import metrics
 
 
@@ -73,6 +73,93 @@ def test_cells_upsample_matches_bilinear_interpolation_and_put_writes_only_the_c
     mask = selected.repeat_interleave(s, 1).repeat_interleave(s, 2)
     assert bool((target[:, :, : mask.shape[2]] == 7).eq(mask).all())
     assert int(target[:, :, mask.shape[2] :].sum()) == 0
+
+
+@pytest.mark.parametrize("width", [64, 60])  # 8-byte cell rows gathered as words, and strided rows
+def test_cells_gather_and_write_frame_by_frame_like_plain_indexing(width):
+    gen = torch.Generator().manual_seed(6)
+    s, n, h = 8, 3, 32
+    selected = torch.rand(n, h // s, width // s, generator=gen) > 0.6
+    selected[1] = False  # a frame without cells
+    cells = Cells(selected, s)
+    alpha = torch.randint(0, 256, (n, h, width), dtype=torch.uint8, generator=gen)
+    rgb = torch.randint(0, 256, (n, h, width, 3), dtype=torch.uint8, generator=gen)
+
+    def plain(full, frame, source):
+        rows = [
+            full[source, i * s : (i + 1) * s, j * s : (j + 1) * s].reshape(s * s, *full.shape[3:])
+            for i, j in selected[frame].nonzero().tolist()
+        ]
+        return torch.stack(rows) if rows else torch.empty((0, s * s, *full.shape[3:]), dtype=full.dtype)
+
+    for frame in range(n):
+        span = cells.span(frame)
+        for full in (alpha, rgb, alpha.float()):
+            assert torch.equal(cells.pixels(full, span), plain(full, frame, frame))
+            assert torch.equal(cells.pixels(full, span, frame=0), plain(full, frame, 0))
+        target = torch.zeros_like(alpha)
+        cells.put(target, torch.full((span.stop - span.start, s * s), 9.0), span)
+        written = (target == 9).view(n, h // s, s, -1)[..., : (width // s) * s]
+        expected = selected[frame].repeat_interleave(s, 0).repeat_interleave(s, 1)
+        assert torch.equal(written.reshape(n, h, -1)[frame], expected)
+        assert int(target[torch.arange(n) != frame].sum()) == 0
+    assert torch.equal(cells.pixels(alpha), torch.cat([plain(alpha, f, f) for f in range(n)]))
+
+
+def _full_frame_refine(images, alpha, *, radius=16, eps=1e-4, subsample=16, levels=(0.15, 0.85)):
+    """The guided refinement computed on every pixel of the frame, then kept in the edge
+    cells: what the packed cells of ``guided_refine`` must reproduce."""
+    s, k = CELL, subsample // CELL
+    mask = sample(alpha, s).unsqueeze(1).float() / 255
+    guide = sample(images, s).permute(0, 3, 1, 2).float() / 255
+    coarse = F.avg_pool2d(torch.cat([guide, mask], 1), k)
+    coeffs = _coefficients(coarse[:, :3], coarse[:, 3:], max(1, round(radius / subsample)), eps)
+    coeffs = F.interpolate(coeffs, size=mask.shape[-2:], mode="bilinear", align_corners=False)
+    coeffs = F.interpolate(coeffs, scale_factor=s, mode="bilinear", align_corners=False)
+    lo, hi = levels
+    colour = images.permute(0, 3, 1, 2).float()
+    q = (coeffs[:, :3] * colour).sum(1) / (hi - lo) + (coeffs[:, 3] - lo) / (hi - lo) * 255
+    edges = edge_cells(mask, band=0, s=s).repeat_interleave(s, 1).repeat_interleave(s, 2)
+    return torch.where(edges, q.round().clamp(0, 255).to(torch.uint8), alpha)
+
+
+def test_refine_in_packed_edge_cells_equals_the_full_frame_filter_within_one_level():
+    gen = torch.Generator().manual_seed(7)
+    img = _two_colour_frame(3, 64, 96, edge=50).to(torch.int16) + torch.randint(-6, 7, (3, 64, 96, 3), generator=gen)
+    img = img.clamp(0, 255).to(torch.uint8)
+    alpha = torch.stack([_soft_step(1, 64, 96, at=a, width=12.0)[0] for a in (40.0, 46.0, 52.0)])
+    packed, full = guided_refine(img, alpha), _full_frame_refine(img, alpha)
+    assert int((packed.int() - full.int()).abs().max()) <= 1
+    assert not torch.equal(packed, alpha)  # the edges did move
+
+
+def _full_frame_smoothing(smoother, images, alphas):
+    """Motion-aware smoothing of one sequence blended on every pixel of the edge cells,
+    frame after frame, from full-resolution weights: what the packed cells must reproduce."""
+    s = CELL
+    keep = F.interpolate(smoother._keep(images), scale_factor=s, mode="bilinear", align_corners=False)[:, 0]
+    edges = edge_cells(sample(alphas, s).unsqueeze(1).float() / 255, band=0, s=s)
+    out = alphas.clone()
+    for i in range(1, len(alphas)):
+        cells = (edges[i] | edges[i - 1]).repeat_interleave(s, 0).repeat_interleave(s, 1)
+        blended = torch.lerp(out[i].float(), out[i - 1].float(), keep[i]).round().to(torch.uint8)
+        out[i] = torch.where(cells, blended, out[i])
+    return out
+
+
+def test_smoother_in_packed_edge_cells_equals_a_full_frame_blend_within_one_level():
+    gen = torch.Generator().manual_seed(8)
+    t, h, w = 9, 48, 64
+    positions = [
+        24.0 + (3 * i if i < 5 else 12) + float(d) for i, d in enumerate(torch.randint(-2, 3, (t,), generator=gen))
+    ]
+    frames = torch.stack([_two_colour_frame(1, h, w, edge=round(p))[0] for p in positions]).to(torch.int16)
+    frames = (frames + torch.randint(-4, 5, (t, h, w, 3), generator=gen)).clamp(0, 255).to(torch.uint8)
+    alphas = torch.stack([_soft_step(1, h, w, at=p, width=6.0)[0] for p in positions])
+    packed = _run(MotionSmoother(0.8), frames, alphas, batch=4)
+    full = _full_frame_smoothing(MotionSmoother(0.8), frames, alphas)
+    assert int((packed.int() - full.int()).abs().max()) <= 1
+    assert not torch.equal(packed, alphas)  # the still frames were blended
 
 
 def test_box_mean_and_sample():
@@ -229,6 +316,33 @@ def test_clips_have_a_soft_true_alpha_and_only_noise_changes_the_static_one():
     assert not np.array_equal(moving.alpha[0], moving.alpha[2])
     with pytest.raises(ConfigError, match="clip kind"):
         make_clip("shaky", frames=1)
+
+
+def test_write_clip_plays_the_clip_forward_and_back_as_a_video_file(tmp_path):
+    import av
+
+    from streammat.quality.clips import make_clip, write_clip
+
+    clip = make_clip("moving", frames=3, width=160, height=96)
+    path = write_clip(clip, tmp_path / "clip.mp4", frames=7)
+    with av.open(str(path)) as src:
+        decoded = [f.to_ndarray(format="rgb24").astype(np.int16) for f in src.decode(video=0)]
+    assert len(decoded) == 7
+    for got, want in zip(decoded, [0, 1, 2, 1, 0, 1, 2], strict=True):
+        errors = [np.abs(got - frame).mean() for frame in clip.frames.astype(np.int16)]
+        assert int(np.argmin(errors)) == want
+
+
+def test_benchmark_settings_name_valid_process_options():
+    from streammat.config import ProcessConfig, settings_from
+    from streammat.quality.settings import SETTINGS
+
+    for setting in SETTINGS:
+        assert setting.options is not None
+        config = settings_from(ProcessConfig, {"source": "in.mp4", **setting.options}, where="test")
+        assert (config.refine == "guided") == (setting.refine is not None)
+        assert config.smoothing == setting.strength
+        assert (config.motion is None) == (setting.smoothing == "ema")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

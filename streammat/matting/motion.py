@@ -79,28 +79,45 @@ class MotionSmoother:
         if n == 0 or self.strength == 0.0:
             return out
         s = CELL
+        keep = self._keep(images)  # (N,1,h,w)
+        mask = sample(alpha, s).unsqueeze(1).to(torch.float32).mul_(1.0 / 255.0)
+        edges = edge_cells(mask, band=0, s=s)  # (N,h,w)
+        # each frame blends the cells along its edges and the previous frame's edges; the
+        # first frame has nothing to blend with after a reset
+        before = edges[:1] if self._last_edges is None else self._last_edges
+        selected = edges | torch.cat([before, edges[:-1]])
+        if self._last is None:
+            selected[0] = False
+        cells = Cells(selected, s)
+        weights = cells.upsample(keep)[0]  # (K,s*s): every frame's weights in one GEMM
+        for i in range(n):  # in time order: each frame blends with the previous output
+            span = cells.span(i)
+            if span.start == span.stop:
+                continue
+            previous, frame = (self._last, 0) if i == 0 else (out, i - 1)
+            now = cells.pixels(out, span).to(torch.float32)
+            then = cells.pixels(previous, span, frame=frame).to(torch.float32)
+            cells.put(out, torch.lerp(now, then, weights[span]).round_(), span)
+        self._last = out[n - 1 : n].clone()
+        self._last_edges = edges[n - 1 : n].clone()
+        return out
+
+    def _keep(self, images: torch.Tensor) -> torch.Tensor:
+        """The weight of the previous output per cell, ``(N,1,h,w)``, from how much a grey
+        copy of the frames changed since the frame before (the last one of the previous
+        batch for the first); remembers the last frame's grey copy."""
+        s = CELL
         # motion on a grid twice as fine (an edge moving a few pixels crosses a sample),
         # each cell then taking the largest change among its four sub-cells
-        luma = torch.tensor(_LUMA, dtype=torch.float32, device=images.device).view(1, 3, 1, 1)
-        grey = (sample(images, s // 2).permute(0, 3, 1, 2).to(torch.float32) * luma).sum(1, keepdim=True)
+        luma = torch.tensor(_LUMA, dtype=torch.float32, device=images.device)
+        grey = (sample(images, s // 2).to(torch.float32) @ luma).unsqueeze(1)  # (N,1,2h,2w)
         previous = torch.cat([grey[:1] if self._grey is None else self._grey.unsqueeze(0), grey[:-1]])
         change = box_mean((grey - previous).abs_(), 1)
         h, w = grid_size(images.shape[1], images.shape[2], s)
-        change = change[:, :, : 2 * h, : 2 * w].reshape(n, 1, h, 2, w, 2).amax((3, 5))
-        keep = (1.0 - change / self.motion).clamp_(0.0, 1.0).mul_(self.strength)  # (N,1,h,w)
-        mask = sample(alpha, s).unsqueeze(1).to(torch.float32).mul_(1.0 / 255.0)
-        edges = edge_cells(mask, band=0, s=s)  # (N,h,w)
-        last, last_edges = self._last, self._last_edges
-        for i in range(n):  # in time order: each frame blends with the previous output
-            if last is not None and last_edges is not None:
-                cells = Cells(edges[i : i + 1] | last_edges, s)
-                if cells.count:
-                    now = cells.pixels(out[i : i + 1]).to(torch.float32)
-                    before = cells.pixels(last).to(torch.float32)
-                    blended = torch.lerp(now, before, cells.upsample(keep[i : i + 1])[0])
-                    cells.put(out[i : i + 1], blended.round_())
-            last, last_edges = out[i : i + 1], edges[i : i + 1]
-        self._last = out[n - 1 : n].clone()
-        self._last_edges = edges[n - 1 : n].clone()
+        change = change[:, :, : 2 * h, : 2 * w]  # pairs of rows and columns: the four sub-cells
+        change = torch.maximum(
+            torch.maximum(change[..., 0::2, 0::2], change[..., 0::2, 1::2]),
+            torch.maximum(change[..., 1::2, 0::2], change[..., 1::2, 1::2]),
+        )
         self._grey = grey[-1].clone()
-        return out
+        return (1.0 - change / self.motion).clamp_(0.0, 1.0).mul_(self.strength)

@@ -73,12 +73,9 @@ def guided_refine(
         return out
     # the coefficients on a coarser grid, averaged from the cell samples (the "fast" part)
     k = max(1, subsample // s)
-    guide = sample(images, s).permute(0, 3, 1, 2).to(torch.float32).mul_(1.0 / 255.0)  # (N,3,h,w)
+    guide = sample(images, s).to(torch.float32).mul_(1.0 / 255.0).permute(0, 3, 1, 2)  # (N,3,h,w)
     h, w = mask.shape[-2:]
-    hk, wk = max(1, h // k), max(1, w // k)
-    coarse = torch.cat([guide, mask], dim=1)[:, :, : hk * k, : wk * k]
-    coarse = sum(coarse[:, :, i::k, j::k] for i in range(k) for j in range(k)) * (1.0 / (k * k))
-    coeffs = _coefficients(coarse[:, :3], coarse[:, 3:], max(1, round(radius / (s * k))), eps)
+    coeffs = _coefficients(_block_means(guide, k), _block_means(mask, k), max(1, round(radius / (s * k))), eps)
     if k > 1:
         coeffs = F.interpolate(coeffs, size=(h, w), mode="bilinear", align_corners=False)
     # stretch [lo, hi] to [0, 1] (values outside saturate), then b to the matte's scale;
@@ -87,7 +84,7 @@ def guided_refine(
     coeffs.mul_(1.0 / (hi - lo))
     coeffs[:, 3].sub_(lo / (hi - lo)).mul_(255.0)
     ab = cells.upsample(coeffs)  # (4,K,s*s)
-    colour = cells.pixels(images).permute(2, 0, 1).contiguous()  # (3,K,s*s) uint8
+    colour = cells.pixels(images).permute(2, 0, 1).to(torch.float32)  # (3,K,s*s), one conversion
     q = ab[3]
     for c in range(3):
         q.addcmul_(ab[c], colour[c])
@@ -95,12 +92,26 @@ def guided_refine(
     return out
 
 
+def _block_means(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Means of ``k×k`` blocks of ``(N,C,h,w)`` → ``(N,C,h//k,w//k)`` (rows and columns past
+    the last whole block dropped), accumulated in place."""
+    h, w = x.shape[-2:]
+    hk, wk = max(1, h // k), max(1, w // k)
+    acc = x[..., 0 : hk * k : k, 0 : wk * k : k].clone()
+    for i in range(k):
+        for j in range(k):
+            if i or j:
+                acc += x[..., i : hk * k : k, j : wk * k : k]
+    return acc.mul_(1.0 / (k * k))
+
+
 def _coefficients(guide: torch.Tensor, p: torch.Tensor, r: int, eps: float) -> torch.Tensor:
     """The colour guided filter's smoothed linear coefficients ``(N,4,h,w)``: ``q = a·I + b``
     with ``a`` the first three channels and ``b`` the last (He et al., eq. 19-21)."""
     n, _, h, w = guide.shape
-    first, second = guide[:, [0, 0, 0, 1, 1, 2]], guide[:, [0, 1, 2, 1, 2, 2]]
-    products = torch.cat([guide, p, guide * p, first * second], dim=1)
+    # the means of I, p, I·p and the six distinct products of colour pairs (rr rg rb gg gb bb)
+    red, green, blue = guide[:, 0:1], guide[:, 1:2], guide[:, 2:3]
+    products = torch.cat([guide, p, guide * p, red * guide, green * guide[:, 1:], blue * blue], dim=1)
     means = box_mean(products, r)
     mi, mp, mip = means[:, 0:3], means[:, 3:4], means[:, 4:7]
     cov_ip = mip - mi * mp  # (N,3,h,w)

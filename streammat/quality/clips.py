@@ -23,6 +23,7 @@ import math
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
+from pathlib import Path
 
 import av
 import cv2
@@ -30,7 +31,7 @@ import numpy as np
 
 from ..errors import ConfigError
 
-__all__ = ["Clip", "make_clip", "person_cutout", "CLIP_KINDS"]
+__all__ = ["Clip", "make_clip", "write_clip", "person_cutout", "CLIP_KINDS"]
 
 CLIP_KINDS = ("moving", "static")
 #: the photo rows kept: head and shoulders, above the helmet she holds
@@ -179,10 +180,20 @@ def _blend(frame: np.ndarray, colour: np.ndarray, alpha: np.ndarray, x: int, y: 
     frame[d] += alpha[s][..., None] * (colour[s] - frame[d])
 
 
-def _h264_roundtrip(pictures: np.ndarray, fps: int) -> np.ndarray:
-    """Encode with libx264 (crf 23, yuv420p) in memory and decode back to RGB."""
-    buf = io.BytesIO()
-    with av.open(buf, "w", format="mp4") as out:
+def write_clip(clip: Clip, path: str | Path, *, frames: int | None = None) -> Path:
+    """Write ``clip``'s frames to ``path`` as H.264 (crf 23): an input file for the whole
+    pipeline. ``frames`` (default: the clip's own) longer than the clip plays it forward
+    and backward again, so motion stays smooth across the turns."""
+    n = len(clip.frames)
+    period = max(1, 2 * n - 2)
+    order = [(t % period) if (t % period) < n else period - (t % period) for t in range(frames or n)]
+    _encode_h264(clip.frames[order], clip.fps, str(path), format=None)
+    return Path(path)
+
+
+def _encode_h264(pictures: np.ndarray, fps: int, dest: str | io.BytesIO, *, format: str | None) -> None:
+    """Encode ``(T,H,W,3)`` RGB pictures with libx264 (crf 23, yuv420p) into ``dest``."""
+    with av.open(dest, "w", format=format) as out:
         stream = out.add_stream("libx264", rate=fps, options={"crf": str(_CRF), "preset": "veryfast"})
         stream.width, stream.height, stream.pix_fmt = pictures.shape[2], pictures.shape[1], "yuv420p"
         for i, picture in enumerate(pictures):
@@ -192,6 +203,12 @@ def _h264_roundtrip(pictures: np.ndarray, fps: int) -> np.ndarray:
                 out.mux(packet)
         for packet in stream.encode():
             out.mux(packet)
+
+
+def _h264_roundtrip(pictures: np.ndarray, fps: int) -> np.ndarray:
+    """Encode with libx264 (crf 23, yuv420p) in memory and decode back to RGB."""
+    buf = io.BytesIO()
+    _encode_h264(pictures, fps, buf, format="mp4")
     buf.seek(0)
     decoded = np.empty_like(pictures)
     with av.open(buf, "r") as src:

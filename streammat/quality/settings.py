@@ -35,15 +35,24 @@ class Setting:
     #: keyword arguments of ``guided_refine``; None: no refinement
     refine: dict[str, Any] | None = None
     motion: dict[str, Any] = field(default_factory=dict)
+    #: the ``streammat process`` options that post-process the same way (None: no such
+    #: options, e.g. a refinement radius the command line does not offer)
+    options: dict[str, Any] | None = None
 
 
 #: what the benchmark compares by default (``refine={}``: ``guided_refine``'s defaults)
 SETTINGS = (
-    Setting("none"),
-    Setting("ema 0.5", smoothing="ema", strength=0.5),
-    Setting("motion", smoothing="motion", strength=DEFAULT_STRENGTH),
-    Setting("refine", refine={}),
-    Setting("refine+motion", smoothing="motion", strength=DEFAULT_STRENGTH, refine={}),
+    Setting("none", options={}),
+    Setting("ema 0.5", smoothing="ema", strength=0.5, options={"smoothing": 0.5, "motion": None}),
+    Setting("motion", smoothing="motion", strength=DEFAULT_STRENGTH, options={"smoothing": DEFAULT_STRENGTH}),
+    Setting("refine", refine={}, options={"refine": "guided"}),
+    Setting(
+        "refine+motion",
+        smoothing="motion",
+        strength=DEFAULT_STRENGTH,
+        refine={},
+        options={"refine": "guided", "smoothing": DEFAULT_STRENGTH},
+    ),
 )
 
 
