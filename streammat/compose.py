@@ -225,13 +225,13 @@ class PassThrough:
     """The matter of a recorder: frames that arrived with a matte keep it (255 without one)."""
 
     def __call__(self, batch: Any) -> Any:
-        import torch
+        import numpy as np
 
         from .frames import MattedBatch
 
-        alpha = batch.alphas
+        alpha = batch.alphas_array
         if alpha is None:
-            alpha = torch.full(tuple(batch.images.shape[:3]), 255, dtype=torch.uint8)
+            alpha = np.full((len(batch), batch.height, batch.width), 255, np.uint8)
         return MattedBatch(batch, alpha)
 
 

@@ -234,6 +234,10 @@ class MattedBatch:
     def __repr__(self) -> str:
         return f"MattedBatch({self.batch!r})"
 
+    def retimed(self, pts: tuple[int, ...]) -> MattedBatch:
+        """The same frames and matte (no copy) at ``pts``."""
+        return MattedBatch(self.batch.retimed(pts), self._alpha)
+
     @property
     def alpha_array(self) -> np.ndarray:
         """``alpha`` as a numpy array (no copy); ``ValueError`` for CUDA tensors."""

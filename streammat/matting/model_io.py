@@ -10,8 +10,8 @@ graph, turn its first output into uint8 masks, resize them back to the frame siz
   one copy back at the end.
 
 One resize, two executions. rembg resizes with PIL's LANCZOS; here an image is first
-halved (2x2 means, the antialiasing) while both sides stay at least twice the target, then
-taken to the target by bicubic interpolation (``_resize_plan``). The host runs the plan
+halved (means of 2 pixels, the antialiasing) along each side that stays at least twice its
+target, then taken to the target by bicubic interpolation (``_resize_plan``). The host runs the plan
 with OpenCV; the device applies the same OpenCV filters as two matrices
 (``resize_matrices``), so the CPU and CUDA paths agree within a level. The masks stay within
 the bounds ``tests/test_batched.py`` states against rembg. PIL's antialiased bicubic (what
@@ -47,11 +47,12 @@ _CUBIC_A = -0.75
 
 
 def _resize_plan(src: tuple[int, int], dst: tuple[int, int]) -> list[tuple[int, int]]:
-    """The sizes the image is halved to before the bicubic step."""
+    """The sizes the image is halved to before the bicubic step: each side is halved while
+    it stays at least twice its target."""
     (h, w), (height, width) = src, dst
     halves = []
-    while h >= 2 * height and w >= 2 * width:
-        h, w = h // 2, w // 2
+    while h >= 2 * height or w >= 2 * width:
+        h, w = (h // 2 if h >= 2 * height else h), (w // 2 if w >= 2 * width else w)
         halves.append((h, w))
     return halves
 
@@ -67,7 +68,7 @@ def resize_plane(src: np.ndarray, dst: np.ndarray) -> None:
         dst[...] = src
         return
     for h, w in _resize_plan(src.shape[:2], dst.shape[:2]):
-        src = cv2.resize(src, (w, h), interpolation=cv2.INTER_AREA)
+        src = cv2.resize(src, (w, h), interpolation=cv2.INTER_LINEAR)  # 5x faster than INTER_AREA
     cv2.resize(src, (dst.shape[1], dst.shape[0]), dst=dst, interpolation=cv2.INTER_CUBIC)
 
 
@@ -85,14 +86,17 @@ def preprocess_array(images: np.ndarray, family: Family) -> np.ndarray:
         peak = np.full(n, 255.0, np.float32)
     gain = (1.0 / (peak[:, None] * std)).astype(np.float32)  # (N,3)
     bias = np.asarray(family.mean, np.float32) / std
-    # a float32 copy first: numpy's mixed uint8 x float32 loops are 10x slower here
+    # a float32 copy first, then one scalar where it can be: numpy's mixed uint8 x float32
+    # loops and its broadcasts are 10x slower here than a scalar multiply
     if family.layout == "NCHW":
         out = np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.float32)
-        out *= gain[:, :, None, None]
         bias = bias.reshape(1, 3, 1, 1)
     else:
         out = x.astype(np.float32)
-        out *= gain[:, None, None, :]
+    if np.all(gain == gain[0, 0]):
+        out *= gain[0, 0]
+    else:
+        out *= gain[:, :, None, None] if family.layout == "NCHW" else gain[:, None, None, :]
     if family.mean != (0.0, 0.0, 0.0):
         out -= bias
     return out
@@ -121,20 +125,16 @@ def resize_masks_array(masks: np.ndarray, out: np.ndarray) -> None:
 # -- the same resize as matrices --------------------------------------------------------
 
 
-def _area_matrix(n_in: int, n_out: int) -> np.ndarray:
-    """OpenCV's area averaging along one axis (its ``computeResizeAreaTab``): the halving."""
+def _linear_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """OpenCV's bilinear interpolation along one axis: at a 2x shrink, the mean of 2 pixels."""
     scale = n_in / n_out
     m = np.zeros((n_out, n_in))
     for d in range(n_out):
-        start, end = d * scale, (d + 1) * scale
-        cell = min(scale, n_in - start)
-        last = min(math.floor(end), n_in - 1)
-        first = min(math.ceil(start), last)
-        if first - start > 1e-3:
-            m[d, first - 1] += (first - start) / cell
-        m[d, first:last] += 1.0 / cell
-        if end - last > 1e-3:
-            m[d, last] += min(end - last, 1.0, cell) / cell
+        pos = (d + 0.5) * scale - 0.5
+        base = math.floor(pos)
+        x = pos - base
+        for k, c in ((0, 1.0 - x), (1, x)):
+            m[d, min(max(base + k, 0), n_in - 1)] += c
     return m
 
 
@@ -160,7 +160,7 @@ def resize_matrices(src: tuple[int, int], dst: tuple[int, int]) -> tuple[np.ndar
     of an ``(H,W)`` image (to a level: OpenCV rounds between its steps)."""
     halves = _resize_plan(src, dst)
     sizes = [src, *halves, dst]
-    steps = [_area_matrix] * len(halves) + [_cubic_matrix]
+    steps = [_linear_matrix] * len(halves) + [_cubic_matrix]
     rows = cols = None
     for step, (h, w), (out_h, out_w) in zip(steps, sizes, sizes[1:], strict=False):
         r, c = step(h, out_h), step(w, out_w)

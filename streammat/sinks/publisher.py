@@ -113,13 +113,13 @@ class PublisherSink:
         n = len(batch)
         b = batch.batch
         if self.layout == "rgba":
-            rgba = batch.rgba().numpy()
+            rgba = batch.rgba_array()
             planes = [[rgba[i]] for i in range(n)]
         elif self.layout == "rgb+a":
-            img, alpha = b.images.contiguous().numpy(), batch.alpha.contiguous().numpy()
+            img, alpha = b.images_array, batch.alpha_array
             planes = [[img[i], alpha[i]] for i in range(n)]
         else:
-            alpha = batch.alpha.contiguous().numpy()
+            alpha = batch.alpha_array
             planes = [[alpha[i]] for i in range(n)]
         caps = b.capture_times or (None,) * n
         for i in range(n):
