@@ -112,7 +112,8 @@ class BatchedMatter:
                 alpha = np.empty((len(batch), batch.height, batch.width), np.uint8)
                 resize_masks_array(postprocess_array(raw, self.family), alpha)
             else:
-                alpha = resize_masks(postprocess(raw, self.family), batch.height, batch.width).cpu()
+                # on the batch's device: a batch that came to the GPU keeps its alpha there
+                alpha = resize_masks(postprocess(raw, self.family), batch.height, batch.width).to(batch.images.device)
         return MattedBatch(batch, alpha)
 
     def __call__(self, batch: Batch) -> MattedBatch:
