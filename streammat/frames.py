@@ -192,11 +192,6 @@ class Batch:
         return None if self._alphas is None else as_array(self._alphas, "alphas")
 
     @property
-    def on_host(self) -> bool:
-        """Whether the frames are in host memory (a numpy array or a CPU tensor)."""
-        return isinstance(self._images, np.ndarray) or self._images.device.type == "cpu"
-
-    @property
     def height(self) -> int:
         return int(self._images.shape[1])
 
