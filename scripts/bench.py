@@ -135,15 +135,12 @@ def matting_only(matter: Any, frames: np.ndarray, batch: int) -> tuple[dict[str,
 
 
 def model_only(matter: Any, frames: np.ndarray, batch: int) -> dict[str, float] | None:
-    from streammat.matting.batched import preprocess
+    from streammat.matting.batched import preprocess_array
 
     runner = getattr(matter, "_runner", None)
     if runner is None:  # exact rembg path: no separable model stage
         return None
-    inputs = [
-        preprocess(torch.from_numpy(frames[i : i + batch]), matter.family)
-        for i in range(0, len(frames) - batch + 1, batch)
-    ]
+    inputs = [preprocess_array(frames[i : i + batch], matter.family) for i in range(0, len(frames) - batch + 1, batch)]
     runner(inputs[0])
     t = time.perf_counter()
     for x in inputs:

@@ -212,8 +212,6 @@ def make_matter(model: str, column: str, cpu_threads: int) -> Any:
 
 
 def run_column(model: str, column: str, args: argparse.Namespace, ctx: dict[str, Any]) -> dict[str, Any]:
-    from streammat.matting.batched import preprocess
-
     budget, frames, res = ctx["budget"], ctx["frames"], {}
     try:
         matter = make_matter(model, column, args.cpu_threads)
@@ -227,11 +225,7 @@ def run_column(model: str, column: str, args: argparse.Namespace, ctx: dict[str,
         if not budget.allows(est):
             res[f"model@{b}"] = res[f"matting@{b}"] = {"skipped": "time budget"}
             continue
-        x = (
-            matter.prepare(make_batch(frames[:b], 0))
-            if column != "cpu"
-            else preprocess(torch.from_numpy(frames[:b]), matter.family)
-        )
+        x = matter.prepare(make_batch(frames[:b], 0))
         if column != "cpu" or b == batches[0]:
             matter.infer(x)  # warm-up (CUDA: kernels, graphs; CPU: allocations)
             matter(make_batch(frames[:b], 0))

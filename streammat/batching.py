@@ -8,17 +8,23 @@ flushes the pending frames first, so a batch never mixes sizes.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import numpy as np
-import torch
 
-from .frames import Batch, Frame
+from .frames import Batch, Frame, as_tensor
 
 __all__ = ["Batcher"]
 
 
-def _as_tensor(image: np.ndarray | torch.Tensor) -> torch.Tensor:
-    return image if isinstance(image, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(image))
+def _stack(arrays: list[Any]) -> Any:
+    """One ``(N,...)`` buffer: numpy when every frame is numpy (what sources decode), else
+    a torch tensor (a caller's frames may be tensors)."""
+    if all(isinstance(a, np.ndarray) for a in arrays):
+        return np.stack(arrays)
+    import torch
+
+    return torch.stack([as_tensor(np.ascontiguousarray(a) if isinstance(a, np.ndarray) else a) for a in arrays])
 
 
 class Batcher:
@@ -65,10 +71,10 @@ class Batcher:
         has_caps = any(f.capture_time is not None for f in frames)
         has_alpha = frames[0].alpha is not None
         return Batch(
-            images=torch.stack([_as_tensor(f.image) for f in frames]),
+            images=_stack([f.image for f in frames]),
             pts=tuple(f.pts for f in frames),
             time_base=frames[0].time_base,
             indices=tuple(f.index for f in frames),
             capture_times=tuple(f.capture_time for f in frames) if has_caps else (),
-            alphas=torch.stack([_as_tensor(f.alpha) for f in frames]) if has_alpha else None,  # type: ignore[arg-type]
+            alphas=_stack([f.alpha for f in frames]) if has_alpha else None,
         )

@@ -201,9 +201,13 @@ def build_matter(settings: Any, *, plan: Any, session: Any = None, background: A
     """The matting stage for ``settings``: the model's matter inside its matte controls,
     kept on the GPU from upload to alpha when the model runs there (compositing over
     ``background``, a ``Background``, there too when given)."""
-    from .matting.gpu import on_device
+    from .matting.base import model_device
 
     matter = with_matte_controls(build_model(settings, plan=plan, session=session)[1], settings)
+    if not model_device(matter).startswith("cuda"):
+        return matter  # the CPU path stays free of torch
+    from .matting.gpu import on_device
+
     return on_device(matter, background=background)
 
 
@@ -230,13 +234,13 @@ class PassThrough:
     """The matter of a recorder: frames that arrived with a matte keep it (255 without one)."""
 
     def __call__(self, batch: Any) -> Any:
-        import torch
+        import numpy as np
 
         from .frames import MattedBatch
 
-        alpha = batch.alphas
+        alpha = batch.alphas_array
         if alpha is None:
-            alpha = torch.full(tuple(batch.images.shape[:3]), 255, dtype=torch.uint8)
+            alpha = np.full((len(batch), batch.height, batch.width), 255, np.uint8)
         return MattedBatch(batch, alpha)
 
 

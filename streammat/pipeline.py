@@ -13,7 +13,6 @@ it has finished, and every close has a deadline, so stopping can never hang in a
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import queue
 import threading
@@ -416,7 +415,7 @@ class Pipeline:
                 origin = item.batch.pts[0] if origin is None else origin
                 if origin:
                     moved = tuple(p - origin for p in item.batch.pts)
-                    item = MattedBatch(dataclasses.replace(item.batch, pts=moved), item.alpha)
+                    item = item.retimed(moved)
             t = time.perf_counter()
             for sink in self.sinks:
                 sink.write(item)

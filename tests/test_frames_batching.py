@@ -73,3 +73,39 @@ def test_matted_batch_foreground_matches_pil_composite():
     assert np.array_equal(mb.foreground()[0].numpy(), ref[..., :3])
     assert np.array_equal(mb.rgba()[0, ..., 3].numpy(), a[0])
     assert np.array_equal(mb.rgba()[0, ..., :3].numpy(), img[0])  # straight alpha keeps the colour
+
+
+def test_a_numpy_batch_reads_as_torch_and_numpy_without_copies():
+    x = np.arange(2 * 4 * 6 * 3, dtype=np.uint8).reshape(2, 4, 6, 3)
+    a = np.full((2, 4, 6), 7, np.uint8)
+    b = Batch(x, (0, 1), TB, (0, 1), alphas=a)
+    assert b.images_array is x and b.alphas_array is a
+    assert isinstance(b.images, torch.Tensor) and b.images is b.images  # made once
+    assert b.images.data_ptr() == x.ctypes.data and b.alphas.data_ptr() == a.ctypes.data
+    assert b[1:].images_array.base is not None and int(b[1:].images[0, 0, 0, 0]) == x[1, 0, 0, 0]
+    m = MattedBatch(b, a)
+    assert np.array_equal(m.rgba_array(), m.rgba().numpy()) and m.alpha_array is a
+    moved = m.retimed((5, 6))
+    assert moved.batch.pts == (5, 6) and moved.batch.images_array is x and moved.alpha_array is a
+
+
+def test_a_torch_batch_has_the_same_numpy_view():
+    x = torch.zeros(2, 4, 6, 3, dtype=torch.uint8)
+    b = Batch(x, (0, 1), TB, (0, 1))
+    assert b.images is x and b.images_array.ctypes.data == x.data_ptr() and b.alphas_array is None
+
+
+def test_numpy_batches_are_checked_like_tensors():
+    with pytest.raises(ValueError, match=r"expected \(N,H,W,3\) uint8, got \(2, 4, 6, 3\) float32"):
+        Batch(np.zeros((2, 4, 6, 3), np.float32), (0, 1), TB, (0, 1))
+    with pytest.raises(ValueError, match="alphas"):
+        Batch(np.zeros((2, 4, 6, 3), np.uint8), (0, 1), TB, (0, 1), alphas=np.zeros((2, 4, 5), np.uint8))
+    with pytest.raises(ValueError, match="expected alpha"):
+        MattedBatch(Batch(np.zeros((1, 4, 6, 3), np.uint8), (0,), TB, (0,)), np.zeros((1, 4, 6), np.float32))
+
+
+def test_batcher_stacks_numpy_frames_into_a_numpy_batch():
+    b = Batcher(2)
+    (out,) = [batch for i in range(2) for batch in b.add(frame(i))]
+    assert isinstance(out.images_array, np.ndarray) and out.images_array.shape == (2, 4, 6, 3)
+    assert "_images_tensor" not in vars(out)  # no torch view made until asked for

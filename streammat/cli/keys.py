@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from ..errors import OutputError
-from ..transport.security import generate_keys, has_keys, require_curve
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -27,6 +26,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..transport.security import generate_keys, has_keys, require_curve  # zmq: only when keys are made
+
     require_curve()
     if not args.force and has_keys(args.directory):
         raise OutputError(f"{args.directory} already holds keys; use --force to replace them")

@@ -33,3 +33,15 @@ class StagedMatter(Matter, Protocol):
     def finish(self, batch: Batch, raw: Any) -> MattedBatch:
         """The masks at frame size from the model output."""
         ...
+
+
+def model_device(matter: Any) -> str:
+    """The device string (``"cpu"``, ``"cuda:N"``) the model of a matting stage runs on:
+    that of the innermost matter that states its runner ``choice`` (wrappers name theirs
+    ``inner``), else ``"cpu"``. Reads no tensors, so it imports no torch."""
+    while matter is not None:
+        choice = getattr(matter, "choice", None)
+        if choice is not None:
+            return str(choice.device)
+        matter = getattr(matter, "inner", None)
+    return "cpu"

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from ..frames import Batch, MattedBatch
-from .base import StagedMatter
+from .base import StagedMatter, model_device
 
 __all__ = ["PinnedUploader", "DeviceResident", "matter_device", "on_device", "device_copies"]
 
@@ -85,15 +85,8 @@ class PinnedUploader:
 
 
 def matter_device(matter: Any) -> torch.device:
-    """The device a matting stage's model runs on: the ``device`` of the innermost matter
-    that states one (wrappers name theirs ``inner``), else the CPU."""
-    while True:
-        device = getattr(matter, "device", None)
-        if isinstance(device, torch.device):
-            return device
-        if not hasattr(matter, "inner"):
-            return torch.device("cpu")
-        matter = matter.inner
+    """The torch device a matting stage's model runs on (``base.model_device``)."""
+    return torch.device(model_device(matter))
 
 
 def on_device(matter: Any, *, background: Any = None) -> Any:

@@ -19,8 +19,12 @@ The runners themselves live side by side in ``runners.py``.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
+import re
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from ..config import BACKENDS, DEVICES  # the settings define the allowed values
@@ -37,6 +41,7 @@ __all__ = [
     "import_onnxruntime",
     "providers_for",
     "select_runner",
+    "torch_has_cuda",
 ]
 
 log = logging.getLogger(__name__)
@@ -90,7 +95,27 @@ def providers_for(device: str) -> list[str]:
     return [CUDA_PROVIDER, CPU_PROVIDER] if CUDA_PROVIDER in available else [CPU_PROVIDER]
 
 
-def _torch_cuda() -> bool:
+#: a GPU build of torch names its CUDA or ROCm version in ``torch/version.py``
+_GPU_BUILD = re.compile(r"^(cuda|hip)\b[^=]*=\s*['\"]", re.MULTILINE)
+
+
+def _torch_gpu_build() -> bool:
+    """Whether the installed torch is a CUDA or ROCm build, read from its version file: a
+    CPU build then answers without the 2 s import of torch itself."""
+    spec = importlib.util.find_spec("torch")
+    if spec is None or not spec.submodule_search_locations:
+        return False
+    try:
+        text = (Path(next(iter(spec.submodule_search_locations))) / "version.py").read_text()
+    except OSError:
+        return True  # cannot tell: torch itself must answer
+    return _GPU_BUILD.search(text) is not None
+
+
+def torch_has_cuda() -> bool:
+    """Whether torch can run on a CUDA device (imports torch only for a GPU build)."""
+    if "torch" not in sys.modules and not _torch_gpu_build():
+        return False
     import torch
 
     return bool(torch.cuda.is_available())
@@ -105,7 +130,7 @@ def check_granted(requested: list[str], granted: list[str], *, device: str) -> b
     on_gpu = any(p in GPU_PROVIDERS for p in granted)
     if any(p != CPU_PROVIDER for p in requested) and not on_gpu:
         asked = ", ".join(p for p in requested if p != CPU_PROVIDER)
-        if _torch_cuda():
+        if torch_has_cuda():
             log.info("device=%s asked for %s; onnxruntime runs this model on the CPU only", device, asked)
         else:
             log.warning(
@@ -162,7 +187,7 @@ def select_runner(session: Any, device: str = "auto", backend: str = "auto") -> 
         return RunnerChoice("ort-cpu", "cpu", "device=cpu was requested")
     granted = list(session.inner_session.get_providers())
     ort_gpu = next((p for p in granted if p in GPU_PROVIDERS), None)
-    torch_cuda = _torch_cuda()
+    torch_cuda = torch_has_cuda()
     if backend == "torch":
         if torch_cuda:
             return RunnerChoice("torch", "cuda:0", "backend=torch was requested and torch has CUDA")

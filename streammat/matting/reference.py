@@ -6,13 +6,15 @@ path does not know, and it is the reference the fast path is tested against.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from ..errors import ConfigError
 from ..frames import Batch, MattedBatch
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["RembgMatter", "remove_background"]
 
@@ -26,11 +28,11 @@ class RembgMatter:
     def __call__(self, batch: Batch) -> MattedBatch:
         from rembg import remove
 
-        images = batch.images.numpy()
+        images = batch.images_array
         alpha = np.zeros(images.shape[:3], dtype=np.uint8)
         for i in range(len(batch)):
             alpha[i] = np.asarray(remove(images[i], session=self.session, only_mask=True))
-        return MattedBatch(batch, torch.from_numpy(alpha))
+        return MattedBatch(batch, alpha)
 
 
 def remove_background(session: Any, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -39,6 +41,7 @@ def remove_background(session: Any, images: torch.Tensor) -> tuple[torch.Tensor,
     ``images`` is float ``(B,H,W,3)`` in 0..1; returns the foreground ``(B,H,W,3)``
     (RGB premultiplied by the mask, rembg's naive cutout) and the mask ``(B,H,W)``,
     both float in 0..1."""
+    import torch
     from PIL import Image
     from rembg import remove
 

@@ -1,15 +1,18 @@
 """The runners that run a model graph, side by side: ``runner(x) -> first graph output``.
 
-All three take the batch's model input as a float32 torch tensor (on the device the runner
-works on) and return the graph's first output as a float32 tensor on the same device:
+Each takes the batch's model input as float32 and returns the graph's first output as
+float32 in the same kind of memory:
 
-- ``OrtCpuRunner``: onnxruntime on host arrays; one run per batch when the batch
-  dimension is dynamic, one run per fixed-size chunk otherwise;
+- ``OrtCpuRunner``: onnxruntime on host (numpy) arrays; one run per batch when the batch
+  dimension is dynamic, one run per fixed-size chunk otherwise. It needs no torch;
 - ``OrtCudaRunner``: onnxruntime's CUDA provider reading and writing torch device memory
   through IOBinding, so the tensors never leave the GPU;
 - ``TorchRunner``: the graph imported as a torch module (``models.onnx_torch``), on CUDA
   in half precision where the masks stay within ``MAX_MEAN_LEVELS``/``MAX_LEVELS`` of
-  float32 (checked once on a probe image, else float32), optionally replayed as CUDA graphs.
+  float32 (checked once on a probe image, else float32), optionally replayed as CUDA graphs;
+  on the CPU it takes and returns host arrays, as ``OrtCpuRunner`` does.
+
+torch is imported by the torch and CUDA runners only.
 
 ``build_runner`` turns ``device``/``backend`` into one of them through
 ``providers.select_runner``, falls back to onnxruntime when the torch importer cannot
@@ -22,13 +25,15 @@ import copy
 import logging
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from ..errors import ModelError
-from .providers import GPU_PROVIDERS, RunnerChoice, select_runner
+from .providers import GPU_PROVIDERS, RunnerChoice, select_runner, torch_has_cuda
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "MAX_LEVELS",
@@ -47,8 +52,8 @@ log = logging.getLogger(__name__)
 #: how far a half-precision run's uint8 masks may stray from float32's (mean and max |Δ|)
 MAX_MEAN_LEVELS = 1.0
 MAX_LEVELS = 8
-#: half-precision formats tried on CUDA, best first
-_HALF_DTYPES = (torch.float16, torch.bfloat16)
+#: half-precision formats tried on CUDA, best first (torch dtype names)
+_HALF_DTYPES = ("float16", "bfloat16")
 #: distinct input shapes for which a TorchRunner keeps a captured CUDA graph
 _MAX_GRAPHS = 4
 
@@ -64,10 +69,9 @@ class OrtCpuRunner:
         self.fixed_batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
         self._buf: np.ndarray | None = None
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        arr = x.numpy()
+    def __call__(self, arr: np.ndarray) -> np.ndarray:
         if self.fixed_batch is None or arr.shape[0] == self.fixed_batch:
-            return torch.from_numpy(self.inner.run([self.output_name], {self.input_name: arr})[0])
+            return self.inner.run([self.output_name], {self.input_name: arr})[0]
         k = self.fixed_batch
         shape = (k, *arr.shape[1:])
         if self._buf is None or self._buf.shape != shape:
@@ -79,7 +83,7 @@ class OrtCpuRunner:
             if m < k:  # the graph's batch is fixed: fill the chunk, drop the extra results
                 self._buf[m:] = arr[i + m - 1]
             parts.append(self.inner.run([self.output_name], {self.input_name: self._buf})[0][:m])
-        return torch.from_numpy(np.concatenate(parts))
+        return np.concatenate(parts)
 
 
 class OrtCudaRunner:
@@ -89,6 +93,8 @@ class OrtCudaRunner:
     size (every supported family returns a mask at its input size)."""
 
     def __init__(self, inner: Any, *, device_id: int = 0, layout: str = "NCHW") -> None:
+        import torch
+
         self.inner = inner
         self.device_id = device_id
         self.device = torch.device("cuda", device_id)
@@ -109,6 +115,8 @@ class OrtCudaRunner:
         return tuple(d if isinstance(d, int) and i > 0 else g for i, (d, g) in pairs)
 
     def _run(self, x: torch.Tensor) -> torch.Tensor:
+        import torch
+
         x = x.contiguous()
         y = torch.empty(self._out_shape(x), dtype=torch.float32, device=self.device)
         binding = self.inner.io_binding()
@@ -128,6 +136,8 @@ class OrtCudaRunner:
         return y
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        import torch
+
         if self.fixed_batch is None or x.shape[0] == self.fixed_batch:
             return self._run(x)
         parts = []
@@ -141,7 +151,8 @@ class OrtCudaRunner:
 
 
 class TorchRunner:
-    """The graph as a torch module on ``device`` in ``dtype``; float32 out.
+    """The graph as a torch module on ``device`` in ``dtype``; float32 out, as a host array
+    when the input was one.
 
     ``cuda_graphs``: capture one CUDA graph per input shape (up to ``_MAX_GRAPHS``) and
     replay it, which removes the per-operator launch cost of the interpreted module. A
@@ -155,11 +166,14 @@ class TorchRunner:
         self.cuda_graphs = cuda_graphs and device.type == "cuda"
         self._graphs: dict[tuple[int, ...], tuple[Any, torch.Tensor, torch.Tensor]] = {}
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: Any) -> Any:
+        import torch
+
+        host = isinstance(x, np.ndarray)
         with torch.no_grad():
-            x = x.to(self.device, self.dtype, non_blocking=True)
-            y = self._replay(x) if self.cuda_graphs else self.module(x)
-            return y.to(torch.float32)
+            x = (torch.from_numpy(x) if host else x).to(self.device, self.dtype, non_blocking=True)
+            y = (self._replay(x) if self.cuda_graphs else self.module(x)).to(torch.float32)
+        return y.cpu().numpy() if host else y
 
     def _replay(self, x: torch.Tensor) -> torch.Tensor:
         key = tuple(x.shape)
@@ -179,6 +193,8 @@ class TorchRunner:
         return static_out.clone()  # the next replay overwrites static_out
 
     def _capture(self, x: torch.Tensor) -> tuple[Any, torch.Tensor, torch.Tensor]:
+        import torch
+
         static_in = x.clone()
         side = torch.cuda.Stream(self.device)
         side.wait_stream(torch.cuda.current_stream(self.device))
@@ -195,6 +211,8 @@ class TorchRunner:
 def probe_frame(height: int, width: int) -> torch.Tensor:
     """A deterministic ``(1,H,W,3)`` uint8 image (gradient, a bright disc, noise) for the
     one-off precision check: smooth areas and edges, like a frame with a person."""
+    import torch
+
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     img = np.stack([xx / width, yy / height, 1.0 - xx / width], axis=-1) * 160.0
     disc = (yy - 0.55 * height) ** 2 + (xx - 0.5 * width) ** 2 < (0.3 * min(height, width)) ** 2
@@ -205,6 +223,8 @@ def probe_frame(height: int, width: int) -> torch.Tensor:
 
 def mask_difference(a: torch.Tensor, b: torch.Tensor) -> tuple[float, int]:
     """The mean and the largest difference, in levels, between two uint8 masks."""
+    import torch
+
     diff = (a.to(torch.int16) - b.to(torch.int16)).abs()
     return diff.float().mean().item(), int(diff.max().item())
 
@@ -214,10 +234,15 @@ def pick_dtype(
     device: torch.device,
     probe: torch.Tensor,
     judge: Callable[[torch.Tensor], torch.Tensor],
-    candidates: tuple[torch.dtype, ...] = _HALF_DTYPES,
+    candidates: tuple[torch.dtype, ...] | None = None,
 ) -> tuple[torch.dtype, str]:
-    """The first of ``candidates`` whose masks of ``probe`` stay within ``MAX_MEAN_LEVELS``
-    and ``MAX_LEVELS`` of float32's, else float32; and a note saying how it went."""
+    """The first of ``candidates`` (default: float16, bfloat16) whose masks of ``probe`` stay
+    within ``MAX_MEAN_LEVELS`` and ``MAX_LEVELS`` of float32's, else float32; and a note
+    saying how it went."""
+    import torch
+
+    if candidates is None:
+        candidates = tuple(getattr(torch, name) for name in _HALF_DTYPES)
     probe = probe.to(device)
     reference = judge(TorchRunner(module, device=device, dtype=torch.float32)(probe))
     for dtype in candidates:  # on copies: casting the module itself down would lose its weights
@@ -239,6 +264,8 @@ def _graph_source(inner: Any) -> Any:
 def _torch_runner(
     session: Any, choice: RunnerChoice, probe: Any, judge: Any, cuda_graphs: bool
 ) -> tuple[TorchRunner, RunnerChoice]:
+    import torch
+
     try:
         from ..models.onnx_torch import load_onnx_module
     except ImportError as exc:  # pragma: no cover - onnx is a dependency
@@ -250,7 +277,7 @@ def _torch_runner(
     elif probe is None or judge is None:
         dtype, why = torch.float32, "float32 (no probe to check half precision with)"
     else:
-        dtype, why = pick_dtype(module, device, probe, judge)
+        dtype, why = pick_dtype(module, device, probe(), judge)
     runner = TorchRunner(module, device=device, dtype=dtype, cuda_graphs=cuda_graphs)
     return runner, replace(choice, reason=f"{choice.reason}; {why}")
 
@@ -261,15 +288,15 @@ def build_runner(
     device: str = "auto",
     backend: str = "auto",
     layout: str = "NCHW",
-    probe: torch.Tensor | None = None,
+    probe: Callable[[], torch.Tensor] | None = None,
     judge: Callable[[torch.Tensor], torch.Tensor] | None = None,
     cuda_graphs: bool = False,
     name: str = "model",
 ) -> tuple[Any, RunnerChoice]:
     """The runner for ``session``'s graph and why it was chosen (logged once, here).
 
-    ``probe`` (a model input) and ``judge`` (raw output -> uint8 masks) let the torch
-    backend check half precision on CUDA. When the torch importer cannot take the graph,
+    ``probe`` (a function that makes a model input) and ``judge`` (raw output -> uint8
+    masks) let the torch backend check half precision on CUDA. When the torch importer cannot take the graph,
     onnxruntime runs it, with a warning that names the reason."""
     choice = select_runner(session, device, backend)
     runner: Any = None
@@ -282,13 +309,14 @@ def build_runner(
             log.warning("%s: the torch backend cannot run this graph (%s); using %s", name, exc, fallback.runner)
             choice, warned = replace(fallback, reason="the torch backend cannot run this graph"), True
     if runner is None and choice.runner == "ort-cuda":
-        runner = OrtCudaRunner(session.inner_session, device_id=torch.device(choice.device).index or 0, layout=layout)
+        device_id = int(choice.device.partition(":")[2] or 0)
+        runner = OrtCudaRunner(session.inner_session, device_id=device_id, layout=layout)
     elif runner is None:
         runner = OrtCpuRunner(session.inner_session)
     # a warning when a GPU is there but this runner does not use it; when there is none at
     # all, create_session has already warned
     granted = session.inner_session.get_providers()
-    gpu_present = torch.cuda.is_available() or any(p in GPU_PROVIDERS for p in granted)
+    gpu_present = any(p in GPU_PROVIDERS for p in granted) or torch_has_cuda()
     missed = device in ("cuda", "tensorrt") and not choice.on_cuda and gpu_present and not warned
     log.log(
         logging.WARNING if missed else logging.INFO,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from dataclasses import dataclass
 
 __all__ = ["ThreadPlan", "plan_threads"]
@@ -32,10 +33,14 @@ class ThreadPlan:
     encode_threads: int
 
     def apply(self) -> None:
-        """Set the process-wide torch and OpenCV pool sizes (call once, at start-up)."""
-        import torch
+        """Set the process-wide torch and OpenCV pool sizes (call once, at start-up).
 
-        torch.set_num_threads(self.torch_threads)
+        torch is not imported for this (2 s): when it is not loaded yet, its OpenMP pool
+        takes the size from ``OMP_NUM_THREADS`` when a torch stage first imports it."""
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(self.torch_threads)
+        else:
+            os.environ["OMP_NUM_THREADS"] = str(self.torch_threads)
         try:
             import cv2
 

@@ -36,6 +36,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..errors import ModelError
@@ -202,7 +203,7 @@ class ModelScheduler:
 
     def _call(self, batch: list[_Request]) -> None:
         try:
-            x = batch[0].x if len(batch) == 1 else torch.cat([r.x for r in batch])
+            x = batch[0].x if len(batch) == 1 else _concat([r.x for r in batch])
             out = self._run(x)
         except BaseException as exc:  # noqa: BLE001 - every requester gets the error
             for r in batch:
@@ -220,6 +221,14 @@ class ModelScheduler:
             k = r.x.shape[0]
             r.future.set_result(out[start : start + k])
             start += k
+
+
+def _concat(parts: list[Any]) -> Any:
+    """Prepared inputs along the batch dimension: host arrays on the CPU path, device tensors
+    on CUDA."""
+    if isinstance(parts[0], np.ndarray):
+        return np.concatenate(parts)
+    return torch.cat(parts)
 
 
 class StreamMatter:

@@ -19,15 +19,16 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from ..errors import ConfigError, OutputError
 from ..frames import MattedBatch
+
+if TYPE_CHECKING:  # torch is imported where a batch is on the GPU, never on the CPU path
+    import torch
 
 __all__ = [
     "COLORS",
@@ -121,6 +122,8 @@ def composite(rgb: np.ndarray, alpha: np.ndarray, background: np.ndarray) -> np.
 def composite_torch(rgb: torch.Tensor, alpha: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
     """``composite`` for torch tensors on any device, level for level: the same integer
     formula in int32 (torch's uint16 lacks the arithmetic), ``(N,H,W,3)`` uint8."""
+    import torch
+
     a = alpha.unsqueeze(-1).to(torch.int32)
     out = rgb.to(torch.int32) * a
     out += background.to(torch.int32) * (255 - a)
@@ -149,7 +152,7 @@ class CompositedBatch(MattedBatch):
     def __post_init__(self) -> None:
         super().__post_init__()
         c, x = self.composite, self.batch.images
-        if c.dtype != torch.uint8 or tuple(c.shape) != tuple(x.shape):
+        if str(c.dtype) != "torch.uint8" or tuple(c.shape) != tuple(x.shape):
             raise ValueError(f"expected composite (N,H,W,3)={tuple(x.shape)} uint8, got {tuple(c.shape)} {c.dtype}")
 
 
@@ -204,6 +207,8 @@ class Compositor:
         """A batch where it lives: ``images`` ``(N,H,W,3)`` and ``alpha`` ``(N,H,W)`` uint8
         torch tensors on one device → ``(N,H,W,3)`` uint8 composites there. The blurred
         background comes from torch's own resizes, within a level or two of OpenCV's."""
+        import torch
+
         if self.background.kind == "blur":
             plate = _blurred_torch(images, self.background.blur_sigma)
         else:
@@ -219,6 +224,9 @@ class Compositor:
 def _blurred_torch(images: torch.Tensor, sigma: float) -> torch.Tensor:
     """``Compositor._blurred`` for a batch of torch tensors: area downscale by 8, OpenCV's
     Gaussian for uint8 (its kernel size for ``sigma``, mirrored edges), bilinear upscale."""
+    import torch
+    import torch.nn.functional as F
+
     from ..matting.feather import gaussian_blur_torch
 
     n, h, w, _ = images.shape

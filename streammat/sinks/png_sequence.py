@@ -168,7 +168,7 @@ class PngSequenceSink(SinkLifecycle):
     def write(self, batch: MattedBatch) -> None:
         self._check_open()
         n = len(batch)
-        rgb, alpha = batch.batch.images.numpy(), batch.alpha.numpy()
+        rgb, alpha = batch.batch.images_array, batch.alpha_array
         jobs = [(rgb[i], alpha[i], self._file_name % (self.frames + i)) for i in range(n)]
         if self._pool is None:
             results = [_run(self._write_one, *job) for job in jobs]

@@ -106,8 +106,8 @@ class PreviewSink(SinkLifecycle):
         import cv2
 
         i = len(batch) - 1
-        rgb = batch.batch.images[i].numpy()
-        alpha = batch.alpha[i].numpy()
+        rgb = batch.batch.images_array[i]
+        alpha = batch.alpha_array[i]
         h, w = rgb.shape[:2]
         if self._size != (w, h):
             self._size = (w, h)

@@ -113,13 +113,13 @@ class PublisherSink:
         n = len(batch)
         b = batch.batch
         if self.layout == "rgba":
-            img, alpha = b.images.numpy(), batch.alpha.numpy()
-            planes = [[_rgba(img[i], alpha[i])] for i in range(n)]
+            rgba = batch.rgba_array()
+            planes = [[rgba[i]] for i in range(n)]
         elif self.layout == "rgb+a":
-            img, alpha = b.images.contiguous().numpy(), batch.alpha.contiguous().numpy()
+            img, alpha = b.images_array, batch.alpha_array
             planes = [[img[i], alpha[i]] for i in range(n)]
         else:
-            alpha = batch.alpha.contiguous().numpy()
+            alpha = batch.alpha_array
             planes = [[alpha[i]] for i in range(n)]
         caps = b.capture_times or (None,) * n
         for i in range(n):
@@ -154,13 +154,3 @@ class PublisherSink:
         extra = f", topic {self.topic!r}" if self.topic else ""
         comp = f", {self.compression}" if self.compression else ""
         return f"zmq {self.url} ({self.layout}{comp}{extra}, {self._frames} frames)"
-
-
-def _rgba(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """One ``(H,W,4)`` RGBA frame from its colour and alpha: OpenCV's vectorized channel
-    insert and one strided alpha write cost ~0.2 ms at 640x480 here, torch's ``cat`` ~1.7 ms."""
-    import cv2
-
-    out = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2RGBA)
-    out[..., 3] = alpha
-    return out

@@ -20,10 +20,9 @@ from pathlib import Path
 import av
 import cv2
 import numpy as np
-import torch
 
 from ..errors import OutputError
-from ..frames import MattedBatch, StreamInfo
+from ..frames import MattedBatch, StreamInfo, join_rgba
 from . import _safe_path
 from ._codecs import CONTAINERS, CodecSpec, alpha_depth, check_codec, component_bits, muxer_options
 from ._target import OutputTarget
@@ -178,7 +177,7 @@ class VideoSink(SinkLifecycle):
     def write(self, batch: MattedBatch) -> None:
         self._check_open()
         n = len(batch)
-        images, alpha = batch.batch.images, batch.alpha
+        images, alpha = batch.batch.images_array, batch.alpha_array
         w, h = self._size
         if images.shape[1:3] != (h, w):
             images, alpha = self._fit(images, alpha)
@@ -186,15 +185,15 @@ class VideoSink(SinkLifecycle):
         if self.mode == "alpha" and self._alpha_bits:
             # planar yuva: colour converts from RGB and the alpha plane is written directly,
             # so no RGBA copy of the batch is made (swscale gives the same YUV planes)
-            data, fmt, planes = images.numpy(), "rgb24", alpha.numpy()
+            data, fmt, planes = images, "rgb24", alpha
         elif self.mode == "alpha":
-            data = torch.cat([images, alpha.unsqueeze(-1)], dim=-1).numpy()
+            data = join_rgba(images, alpha)
             fmt = "rgba"
         elif self.mode == "matte":
-            data, fmt = alpha.numpy(), "gray"
+            data, fmt = alpha, "gray"
         else:
             assert self.compositor is not None
-            data = self.compositor.composites(images.numpy(), alpha.numpy(), made=batch)
+            data = self.compositor.composites(images, alpha, made=batch)
             fmt = "rgb24"
         try:
             for i in range(n):
@@ -203,7 +202,7 @@ class VideoSink(SinkLifecycle):
             self._failed = exc
             raise OutputError(f"cannot write {self._name}: {_reason(exc)}") from exc
 
-    def _fit(self, images: torch.Tensor, alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _fit(self, images: np.ndarray, alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Resize frames of another size (camera reopened) to the opened size."""
         w, h = self._size
         if not self._warned_size:
@@ -216,9 +215,9 @@ class VideoSink(SinkLifecycle):
                 h,
             )
             self._warned_size = True
-        imgs = np.stack([cv2.resize(x, (w, h), interpolation=cv2.INTER_AREA) for x in images.numpy()])
-        alps = np.stack([cv2.resize(x, (w, h), interpolation=cv2.INTER_AREA) for x in alpha.numpy()])
-        return torch.from_numpy(imgs), torch.from_numpy(alps)
+        imgs = np.stack([cv2.resize(x, (w, h), interpolation=cv2.INTER_AREA) for x in images])
+        alps = np.stack([cv2.resize(x, (w, h), interpolation=cv2.INTER_AREA) for x in alpha])
+        return imgs, alps
 
     def _encode(self, array: np.ndarray, fmt: str, pts: int, alpha: np.ndarray | None = None) -> None:
         assert self._stream is not None and self._container is not None

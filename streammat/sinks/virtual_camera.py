@@ -82,8 +82,8 @@ class VirtualCameraSink(SinkLifecycle):
         import cv2
 
         for i in range(len(batch)):
-            rgb = batch.batch.images[i].numpy()
-            alpha = batch.alpha[i].numpy()
+            rgb = batch.batch.images_array[i]
+            alpha = batch.alpha_array[i]
             h, w = rgb.shape[:2]
             if self._prepared != (w, h):
                 self._compositor.prepare(w, h)

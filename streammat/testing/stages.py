@@ -91,8 +91,8 @@ class CollectingSink:
             if self.fail_at is not None and len(self.pts) == self.fail_at:
                 raise OutputError("memory: disk full (simulated)")
             self.pts.append(batch.batch.pts[i])
-            self.alpha.append(batch.alpha[i].numpy().copy())
-            self.rgb.append(batch.batch.images[i].numpy().copy())
+            self.alpha.append(batch.alpha_array[i].copy())
+            self.rgb.append(batch.batch.images_array[i].copy())
 
     def close(self, *, complete: bool = True) -> None:
         self.closed_with.append(complete)
