@@ -10,11 +10,20 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["run_cluster", "ClusterResult", "FileOutcome"]
+__all__ = ["run_cluster", "ClusterResult", "FileOutcome", "RAY_MISSING", "ray_missing"]
+
+#: what a request to run on Ray says when Ray is not installed
+RAY_MISSING = "needs Ray: pip install 'streammat[cluster]'"
+
+
+def ray_missing() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("ray") is None
 
 
 def __getattr__(name: str) -> Any:
-    if name in __all__:
+    if name in ("run_cluster", "ClusterResult", "FileOutcome"):
         from . import runner
 
         return getattr(runner, name)
