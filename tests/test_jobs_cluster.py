@@ -90,3 +90,19 @@ def test_a_cluster_service_runs_every_job_on_ray_and_reports_a_bad_file_as_one_l
         mp4 = srv.client.post("/jobs", json={"input": "bad.mp4", "output": "x.mp4", "options": {"model": "u2netp"}})
         job = srv.wait_job(mp4.json()["id"], finished, timeout=60)
         assert job["state"] == "failed" and "cannot be joined from segments" in job["error"], job
+
+
+def test_cancelling_a_cluster_job_stops_its_chunks_and_leaves_no_segments(local_ray, tmp_path):
+    make_clip(tmp_path / "long.mp4", width=160, height=120, frames=400, gop=10)
+    with cluster_server(tmp_path, ClusterSettings(address="auto", chunk_frames=10)) as srv:
+        opts = {"model": "u2netp", "batch_size": 4}
+        job_id = srv.client.post("/jobs", json={"input": "long.mp4", "output": "long.mkv", "options": opts}).json()[
+            "id"
+        ]
+        running = srv.wait_job(job_id, lambda j: j["frames_done"] > 0 or finished(j), timeout=240)
+        assert running["state"] == "running" and running["frames_total"] == 400, running
+        assert srv.client.delete(f"/jobs/{job_id}").status_code == 200
+        job = srv.wait_job(job_id, finished, timeout=60)
+    assert job["state"] == "cancelled", job
+    assert job["error"].startswith("cancelled after ") and not job["partial"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".mkv" or p.name.startswith(".")) == []

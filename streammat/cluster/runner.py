@@ -22,8 +22,9 @@ from typing import Any
 from ..config import ClusterSettings, ProcessConfig
 from ..errors import ConfigError, OutputError, StreammatError
 from ..outputs import DEFAULT_FOLDER_FORMAT, output_for
+from .join import partial_name
 from .plan import Chunk
-from .tasks import SEGMENT_SUFFIX, ChunkHook
+from .tasks import JOIN_GROUP, SEGMENT_SUFFIX, ChunkHook
 
 __all__ = ["run_cluster", "ClusterResult", "FileOutcome", "connect"]
 
@@ -135,8 +136,7 @@ def run_cluster(
             outcome.error = _output_problem(Path(path), Path(outcome.output), settings.overwrite)
             if outcome.error is None:
                 waiting[run.plan(outcome.input)] = ("plan", outcome, 0)
-        done_frames, planned = 0, sum(1 for kind, _, _ in waiting.values() if kind == "plan")
-        total = 0
+        done_frames, total, planning = 0, 0, len(waiting)  # planning: plans not yet back
         while waiting:  # each file's chunks start as soon as its own plan is ready
             if stop is not None and stop.is_set():
                 result.stopped = True
@@ -145,16 +145,15 @@ def run_cluster(
             done, _ = ray.wait(list(waiting), num_returns=1, timeout=_WAIT, fetch_local=False)
             for ref in done:
                 kind, outcome, frames = waiting.pop(ref)
+                planning -= kind == "plan"
                 try:
                     value = ray.get(ref)
                 except Exception as exc:  # noqa: BLE001 - reported per file (a chunk's error, by its join)
                     if kind != "chunk":
                         outcome.error = _reason(exc)
                         shutil.rmtree(_segments(outcome.output), ignore_errors=True)
-                    planned -= kind == "plan"
                     continue
                 if kind == "plan":
-                    planned -= 1
                     outcome.frames, outcome.chunks = value.frames, len(value.chunks)
                     total += value.frames
                     chunks, join = run.chunks_and_join(value, outcome.output)
@@ -163,15 +162,16 @@ def run_cluster(
                 elif kind == "chunk":
                     done_frames += frames
                     if on_progress is not None:
-                        on_progress(done_frames, None if planned else total)
+                        on_progress(done_frames, None if planning else total)
                 else:
                     outcome.ok = True
     finally:
         if run is not None:
             run.close()
         for f in result.files:
-            if result.stopped and not f.ok:
+            if result.stopped and not f.ok:  # a join the stop cut short leaves its temporary file
                 shutil.rmtree(_segments(f.output), ignore_errors=True)
+                partial_name(Path(f.output)).unlink(missing_ok=True)
         for folder in {_segments(f.output).parent for f in result.files}:
             _remove_empty(folder)
         if started:
@@ -189,7 +189,7 @@ def _cancel(waiting: dict[Any, tuple[str, FileOutcome, int]], frames: int) -> No
     for ref, (kind, outcome, _) in waiting.items():
         if not outcome.ok:
             outcome.error = f"stopped after {frames} frames of the run"
-        if kind != "chunk":  # a chunk on an actor ends when the actor is killed
+        if kind == "plan":  # chunks and joins on the actors end when the actors are killed
             ray.cancel(ref)
 
 
@@ -218,7 +218,9 @@ class _Run:
         # a fused actor does a chunk task's work and reserves its CPUs; its threads fit them
         cpus = cluster.task_cpus if self.fused else cluster.actor_cpus
         cores = max(1, round(cluster.task_cpus)) if self.fused else None
-        actor = ray.remote(MatterActor).options(
+        # chunks run one at a time; joins in their own thread, each as soon as its segments exist
+        actor = ray.remote(concurrency_groups={JOIN_GROUP: 1})(MatterActor).options(
+            allow_out_of_order_execution=True,
             num_cpus=cpus,
             num_gpus=gpus,
             max_restarts=cluster.retries,
@@ -227,13 +229,12 @@ class _Run:
         )
         self.actors = [actor.remote(settings, cores) for _ in range(count)]
         self._turn = 0
-        self._run_chunk = {"retry_exceptions": retry_on}
+        self._on_actor = {"retry_exceptions": retry_on}
         retry = {"max_retries": cluster.retries, "retry_exceptions": retry_on}
-        # planning (a demux) and the join (a stream copy) are light; they reserve no CPU, or
-        # with fused actors holding every CPU they would never start
+        # planning (a demux) is light; it reserves no CPU, or with fused actors holding every
+        # CPU it would never start
         self._plan = ray.remote(plan_video).options(num_cpus=0, **retry)
         self._chunk = ray.remote(encode_chunk).options(num_cpus=cluster.task_cpus, **retry)
-        self._join = ray.remote(_join).options(num_cpus=0, **retry)
 
     def plan(self, path: str) -> Any:
         # warm-up frames only matter to the smoothing's state; every-N reuse only needs its phase
@@ -250,11 +251,12 @@ class _Run:
             actor = self.actors[self._turn % len(self.actors)]
             self._turn += 1
             if self.fused:
-                ref = actor.run_chunk.options(**self._run_chunk).remote(plan.path, chunk, segment, self.hook)
+                ref = actor.run_chunk.options(**self._on_actor).remote(plan.path, chunk, segment, self.hook)
             else:
                 ref = self._chunk.remote(plan.path, chunk, self.settings, segment, actor, self.hook)
             refs.append((ref, chunk))
-        return refs, self._join.remote(output, plan.path, str(folder), *(r for r, _ in refs))
+        joiner = self.actors[self._turn % len(self.actors)].join.options(concurrency_group=JOIN_GROUP, **self._on_actor)
+        return refs, joiner.remote(output, plan.path, str(folder), *(r for r, _ in refs))
 
     def close(self) -> None:
         import ray
@@ -273,14 +275,6 @@ def _output_problem(source: Path, target: Path, overwrite: bool) -> str | None:
 
 def _segments(output: str) -> Path:
     return Path(output).parent / SEGMENTS_DIR / Path(output).name
-
-
-def _join(output: str, source: str, folder: str, *segments: str) -> int:
-    from .join import join_segments
-
-    frames = join_segments(list(segments), output, audio_from=source)
-    shutil.rmtree(folder, ignore_errors=True)
-    return frames
 
 
 def _remove_empty(folder: Path) -> None:

@@ -8,7 +8,8 @@ and without Ray Data's larger dependency surface.
 
 A ``MatterActor`` loads the model once, through the composition root (``build_model``),
 and gives every chunk its own matte controls (``with_matte_controls``), so chunks that
-share an actor never share temporal state. A chunk runs one of two ways:
+share an actor never share temporal state. It also joins a file's segments, in a thread
+of its own. A chunk runs one of two ways:
 
 - fused (``MatterActor.run_chunk``, the default where the cluster has no GPU): the actor
   decodes, mattes and encodes the chunk itself. Frames never leave the process, and no
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import uuid
 from collections.abc import Callable
 from fractions import Fraction
@@ -39,12 +41,17 @@ from ..config import ProcessConfig
 from ..errors import OutputError
 from .plan import Chunk
 
-__all__ = ["MatterActor", "ActorMatter", "encode_chunk", "run_chunk", "SEGMENT_SUFFIX", "ChunkHook"]
+__all__ = ["MatterActor", "ActorMatter", "encode_chunk", "run_chunk", "SEGMENT_SUFFIX", "ChunkHook", "JOIN_GROUP"]
 
 log = logging.getLogger(__name__)
 
 #: segment container per output format: intra-coded (ProRes) or keyframe-started (FFV1)
 SEGMENT_SUFFIX = {"ffv1": ".mkv", "prores": ".mov"}
+
+#: the actor's thread for joins: a file's join starts as soon as its last chunk is written,
+#: beside the chunk the actor is running, rather than behind every chunk queued on it (and
+#: no task worker has to start for it)
+JOIN_GROUP = "join"
 
 #: ``hook(path, chunk_index, actor)``, run as a chunk starts, where it runs (fault injection in tests)
 ChunkHook = Callable[[str, int, Any], None]
@@ -107,6 +114,14 @@ class MatterActor:
 
     def release(self, key: str) -> None:
         self._matters.pop(key, None)
+
+    def join(self, output: str, source: str, folder: str, *segments: str) -> int:
+        """Join ``segments`` into ``output`` with the audio of ``source``; frames written."""
+        from .join import join_segments
+
+        frames = join_segments(list(segments), output, audio_from=source)
+        shutil.rmtree(folder, ignore_errors=True)
+        return frames
 
     def pid(self) -> int:
         """The actor's process id (fault-injection tests end it to see it replaced)."""
