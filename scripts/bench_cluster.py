@@ -67,6 +67,21 @@ def _single(clips: list[str], out: Path, settings: Any) -> float:
     return time.perf_counter() - t0
 
 
+def _actor_startup(settings: Any) -> float:
+    """Seconds until one model actor is ready: a new worker process imports the stack and
+    loads the model (the fixed cost every run pays once per actor, in parallel)."""
+    import ray
+
+    from streammat.cluster.tasks import MatterActor
+
+    t0 = time.perf_counter()
+    actor = ray.remote(MatterActor).options(num_cpus=0).remote(settings, 1)
+    ray.get(actor.pid.remote())
+    seconds = time.perf_counter() - t0
+    ray.kill(actor)
+    return seconds
+
+
 def _chunk_costs(clip: str, out: Path, settings: Any, chunk_frames: int) -> dict[str, float]:
     """Seconds per chunk for decode, model, encode and join, each stage alone."""
     import torch
@@ -163,6 +178,7 @@ def main() -> None:
         if not result.ok:
             raise SystemExit(f"cluster run ({mode}) failed: {[(f.input, f.error) for f in result.failed]}")
         runs[mode] = result.elapsed
+    actor_start = _actor_startup(settings)
     ray.shutdown()
     clustered = min(runs.values())
     costs = _chunk_costs(clips[0], work, settings, args.chunk_frames)
@@ -183,6 +199,7 @@ def main() -> None:
     for mode, seconds in runs.items():
         print(f"{f'local Ray, {mode}':<28}{seconds:>9.2f}{frames / seconds:>10.1f}{seconds / single:>8.2f}")
     print(f"{'  ray.init (not counted)':<28}{startup:>9.2f}")
+    print(f"{'  one model actor start-up':<28}{actor_start:>9.2f}")
     print(f"\nper chunk of {costs['frames']} frames, each stage alone (s):")
     print("  " + "  ".join(f"{k} {costs[k]:.3f}" for k in ("decode", "model", "encode", "join")))
     print(f"\nfixed part (the faster 1-node run minus its chunk work): {fixed:.2f} s")
@@ -205,6 +222,7 @@ def main() -> None:
         "cluster_s": runs,
         "overhead_ratio": {mode: seconds / single for mode, seconds in runs.items()},
         "ray_init_s": startup,
+        "actor_startup_s": actor_start,
         "per_chunk_s": costs,
         "fixed_s": fixed,
         "scaling": scaling,

@@ -1,8 +1,9 @@
 """Matting many files on a Ray cluster: ``run_cluster(inputs, outdir, settings, cluster)``.
 
-Each video is split at keyframes into chunks (``plan``); CPU tasks decode and encode the
-chunks into segments while model actors matte their frames (``tasks``); one task per
-video joins the segments by stream copy and muxes the original audio (``join``).
+Each video is split at keyframes into chunks (``plan``); model actors decode, matte and
+encode the chunks into segments, or matte the frames that CPU tasks decode and encode
+(``tasks``); an actor joins each video's segments by stream copy and muxes the original
+audio (``join``).
 Importing this package does not import Ray; ``run_cluster`` does.
 """
 

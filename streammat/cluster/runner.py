@@ -1,7 +1,7 @@
 """``run_cluster``: every input file through the chunked plan on Ray, with a per-file summary.
 
-Faults: a failed chunk task is retried (``retries``), a lost model actor is restarted by
-Ray and its in-flight calls retried; a file whose planning, chunks or join still fail is
+Faults: a failed chunk is retried (``retries``), a lost model actor is restarted by Ray
+and its in-flight calls retried; a file whose planning, chunks or join still fail is
 reported with the reason and the other files go on.
 
 Outputs and inputs are shared paths: every node must see the inputs and the output
