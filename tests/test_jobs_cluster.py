@@ -106,3 +106,23 @@ def test_cancelling_a_cluster_job_stops_its_chunks_and_leaves_no_segments(local_
     assert job["state"] == "cancelled", job
     assert job["error"].startswith("cancelled after ") and not job["partial"]
     assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".mkv" or p.name.startswith(".")) == []
+
+
+def test_where_a_job_runs_comes_from_its_option_or_the_serve_configs_cluster_section(tmp_path):
+    from streammat.errors import ConfigError
+    from streammat.service.cluster_jobs import job_cluster
+    from streammat.service.config import load_serve_config
+
+    path = tmp_path / "serve.yaml"
+    path.write_text("cluster:\n  address: auto\n  chunk_frames: 30\n")
+    section = load_serve_config(path).cluster
+    assert section == ClusterSettings(address="auto", chunk_frames=30)
+    assert job_cluster({"model": "u2netp"}, None) is None  # in the service's own process
+    assert job_cluster({}, section) == section
+    assert job_cluster({"cluster": "local"}, section) == ClusterSettings(address="local", chunk_frames=30)
+    assert job_cluster({"cluster": "ray://head:10001"}, None) == ClusterSettings(address="ray://head:10001")
+    with pytest.raises(ConfigError, match=r"^options: 'cluster' expected local, auto or ray://HOST:10001, got 3$"):
+        job_cluster({"cluster": 3}, None)
+    path.write_text("cluster:\n  chunk_frame: 30\n")
+    with pytest.raises(ConfigError, match="chunk_frame"):
+        load_serve_config(path)
