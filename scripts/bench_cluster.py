@@ -39,10 +39,10 @@ ASSUMPTIONS = [
     "(decode + model + encode) / cores",
     "chunks spread evenly over the nodes; the inputs and outputs sit on a shared file system "
     "whose bandwidth does not limit (not measured here)",
-    "the join (stream copy) runs once per clip on one core after its last chunk; the joins of "
-    "different clips run in parallel on different nodes",
-    "a fixed part (model actor start-up and first model load, task workers, Ray's scheduling) is the measured "
-    "1-node time minus the 1-node chunk work, and stays the same for any number of nodes",
+    "the join (stream copy) runs once per clip after its last chunk, on an actor beside the chunk it runs; "
+    "the joins of different clips run in parallel on different nodes",
+    "a fixed part (the model actors' start-up: a new process imports the stack and loads the model; Ray's "
+    "scheduling) is the measured 1-node time minus the 1-node chunk work, and stays the same for any number of nodes",
 ]
 
 
@@ -141,9 +141,9 @@ def _scaling(
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     ap.add_argument("--clips", type=int, default=6)
-    ap.add_argument("--frames", type=int, default=120)
+    ap.add_argument("--frames", type=int, default=600)
     ap.add_argument("--size", default="320x240")
-    ap.add_argument("--chunk-frames", type=int, default=60)
+    ap.add_argument("--chunk-frames", type=int, default=240, help="as the cluster: section's default")
     ap.add_argument("--model", default=None, help="a real model name (default: a tiny test model)")
     ap.add_argument("--cores", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--modes", default="fused,split", help="cluster runs, in this order: fused, split or both")

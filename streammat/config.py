@@ -178,8 +178,8 @@ class ClusterSettings(_Strict):
     address: str = Field("local", pattern=CLUSTER_ADDRESS)
     #: frames per chunk; chunks start at keyframes, so they hold at least this many (but the last)
     chunk_frames: Annotated[int, Field(ge=1, le=1_000_000)] = 240
-    #: model actors (each loads the model once); None: one per ``task_cpus`` CPUs of the
-    #: cluster when fused, one per GPU (at least one) when split
+    #: model actors (each loads the model once); None: as many as the cluster's GPUs hold
+    #: (``num_gpus`` each), else one per ``task_cpus`` CPUs when fused, else one
     actors: Annotated[int, Field(ge=1, le=1024)] | None = None
     #: decode, matte and encode each chunk inside a model actor (True), or decode and encode
     #: in CPU tasks that send the frames to the actors (False); None: fused when the cluster

@@ -210,9 +210,12 @@ class _Run:
             gpus = 1.0 if resources.get("GPU", 0) > 0 else 0.0
         self.fused = cluster.fused if cluster.fused is not None else resources.get("GPU", 0) == 0
         count = cluster.actors
-        if count is None:  # one per task's worth of CPUs (fused), else one per GPU
-            per = cluster.task_cpus if self.fused else 1.0
-            count = max(1, int(resources.get("CPU" if self.fused else "GPU", 0) // per))
+        if count is None:  # as many as the GPUs hold, or the CPUs when fused actors run on CPUs
+            count = 1
+            if gpus > 0:
+                count = max(1, int(resources.get("GPU", 0) // gpus))
+            elif self.fused:
+                count = max(1, int(resources.get("CPU", 0) // cluster.task_cpus))
         # a bad input fails the same way every time: only other errors are worth a retry
         retry_on = [OSError, RuntimeError, OutputError, RayError]
         # a fused actor does a chunk task's work and reserves its CPUs; its threads fit them
