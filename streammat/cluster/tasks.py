@@ -7,8 +7,8 @@ rules (``max_retries`` for tasks, ``max_restarts`` and ``max_task_retries`` for 
 and without Ray Data's larger dependency surface.
 
 A ``MatterActor`` loads the model once, through the composition root (``build_model``),
-and gives every chunk its own matte controls (``with_matte_controls``), so chunks that
-share an actor never share temporal state. It also joins a file's segments, in a thread
+and gives every chunk its own matting stage on that session (``build_matter``), so chunks
+that share an actor never share temporal state. It also joins a file's segments, in a thread
 of its own. A chunk runs one of two ways:
 
 - fused (``MatterActor.run_chunk``, the default where the cluster has no GPU): the actor
@@ -80,13 +80,14 @@ class MatterActor:
         self._settings = settings
         self._plan = plan_threads(cores)
         self._plan.apply()
-        self._session, self._model = build_model(settings, plan=self._plan)
+        self._session, _ = build_model(settings, plan=self._plan)
         self._matters: dict[str, Any] = {}
 
     def _new_matter(self) -> Any:
-        from ..compose import with_matte_controls
+        """The chunk's own matting stage on the actor's session, as every command builds it."""
+        from ..compose import build_matter
 
-        return with_matte_controls(self._model, self._settings)
+        return build_matter(self._settings, plan=self._plan, session=self._session)
 
     def run_chunk(self, path: str, chunk: Chunk, segment: str, hook: ChunkHook | None = None) -> str:
         """Decode, matte and encode ``chunk`` of ``path`` into ``segment``, all in this process."""
