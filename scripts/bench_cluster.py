@@ -172,9 +172,9 @@ def main() -> None:
     ray.init(num_cpus=args.cores, include_dashboard=False, log_to_driver=False, configure_logging=False)
     startup = time.perf_counter() - t0
     runs: list[tuple[str, float]] = []  # a mode may run more than once (fused,split,fused,split)
-    for mode in args.modes.split(","):
+    for n, mode in enumerate(args.modes.split(",")):
         cluster = ClusterSettings(chunk_frames=args.chunk_frames, fused=mode == "fused")
-        result = run_cluster(clips, work / f"ray-{mode}", settings, cluster)
+        result = run_cluster(clips, work / f"ray-{n}-{mode}", settings, cluster)
         if not result.ok:
             raise SystemExit(f"cluster run ({mode}) failed: {[(f.input, f.error) for f in result.failed]}")
         runs.append((mode, result.elapsed))
