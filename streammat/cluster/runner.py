@@ -24,7 +24,7 @@ from ..errors import ConfigError, OutputError, StreammatError
 from ..outputs import DEFAULT_FOLDER_FORMAT, output_for
 from .join import partial_name
 from .plan import Chunk
-from .tasks import JOIN_GROUP, SEGMENT_SUFFIX, ChunkHook
+from .tasks import FILES_GROUP, SEGMENT_SUFFIX, ChunkHook
 
 __all__ = ["run_cluster", "ClusterResult", "FileOutcome", "connect"]
 
@@ -140,7 +140,7 @@ def run_cluster(
         while waiting:  # each file's chunks start as soon as its own plan is ready
             if stop is not None and stop.is_set():
                 result.stopped = True
-                _cancel(waiting, done_frames)
+                _mark_stopped(waiting, done_frames)
                 break
             done, _ = ray.wait(list(waiting), num_returns=1, timeout=_WAIT, fetch_local=False)
             for ref in done:
@@ -182,15 +182,12 @@ def run_cluster(
     return result
 
 
-def _cancel(waiting: dict[Any, tuple[str, FileOutcome, int]], frames: int) -> None:
-    """Cancel the plans, chunks and joins still waiting; their files end as stopped."""
-    import ray
-
-    for ref, (kind, outcome, _) in waiting.items():
+def _mark_stopped(waiting: dict[Any, tuple[str, FileOutcome, int]], frames: int) -> None:
+    """The files still waiting end as stopped; their plans, chunks and joins end when the
+    run's actors are killed."""
+    for _, outcome, _ in waiting.values():
         if not outcome.ok:
             outcome.error = f"stopped after {frames} frames of the run"
-        if kind == "plan":  # chunks and joins on the actors end when the actors are killed
-            ray.cancel(ref)
 
 
 class _Run:
@@ -200,7 +197,6 @@ class _Run:
         import ray
         from ray.exceptions import RayError
 
-        from .plan import plan_video
         from .tasks import MatterActor, encode_chunk
 
         self.settings, self.cluster, self.fmt, self.hook = settings, cluster, fmt, hook
@@ -221,8 +217,8 @@ class _Run:
         # a fused actor does a chunk task's work and reserves its CPUs; its threads fit them
         cpus = cluster.task_cpus if self.fused else cluster.actor_cpus
         cores = max(1, round(cluster.task_cpus)) if self.fused else None
-        # chunks run one at a time; joins in their own thread, each as soon as its segments exist
-        actor = ray.remote(concurrency_groups={JOIN_GROUP: 1})(MatterActor).options(
+        # chunks run one at a time; plans and joins in a thread of their own, each at once
+        actor = ray.remote(concurrency_groups={FILES_GROUP: 1})(MatterActor).options(
             allow_out_of_order_execution=True,
             num_cpus=cpus,
             num_gpus=gpus,
@@ -234,15 +230,12 @@ class _Run:
         self._turn = 0
         self._on_actor = {"retry_exceptions": retry_on}
         retry = {"max_retries": cluster.retries, "retry_exceptions": retry_on}
-        # planning (a demux) is light; it reserves no CPU, or with fused actors holding every
-        # CPU it would never start
-        self._plan = ray.remote(plan_video).options(num_cpus=0, **retry)
         self._chunk = ray.remote(encode_chunk).options(num_cpus=cluster.task_cpus, **retry)
 
     def plan(self, path: str) -> Any:
         # warm-up frames only matter to the smoothing's state; every-N reuse only needs its phase
         warmup = self.cluster.warmup if self.settings.smoothing else 0
-        return self._plan.remote(path, chunk_frames=self.cluster.chunk_frames, warmup=warmup, every=self.settings.every)
+        return self._files("plan").remote(path, self.cluster.chunk_frames, warmup, self.settings.every)
 
     def chunks_and_join(self, plan: Any, output: str) -> tuple[list[tuple[Any, Chunk]], Any]:
         """Submit every chunk of ``plan`` (actors taken in turn) and the join that waits for them."""
@@ -258,8 +251,13 @@ class _Run:
             else:
                 ref = self._chunk.remote(plan.path, chunk, self.settings, segment, actor, self.hook)
             refs.append((ref, chunk))
-        joiner = self.actors[self._turn % len(self.actors)].join.options(concurrency_group=JOIN_GROUP, **self._on_actor)
-        return refs, joiner.remote(output, plan.path, str(folder), *(r for r, _ in refs))
+        return refs, self._files("join").remote(output, plan.path, str(folder), *(r for r, _ in refs))
+
+    def _files(self, method: str) -> Any:
+        """``method`` of the next actor, called in its thread for plans and joins."""
+        actor = self.actors[self._turn % len(self.actors)]
+        self._turn += 1
+        return getattr(actor, method).options(concurrency_group=FILES_GROUP, **self._on_actor)
 
     def close(self) -> None:
         import ray

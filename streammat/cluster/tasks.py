@@ -8,8 +8,8 @@ and without Ray Data's larger dependency surface.
 
 A ``MatterActor`` loads the model once, through the composition root (``build_model``),
 and gives every chunk its own matting stage on that session (``build_matter``), so chunks
-that share an actor never share temporal state. It also joins a file's segments, in a thread
-of its own. A chunk runs one of two ways:
+that share an actor never share temporal state. It also plans files and joins their segments,
+in a thread of its own. A chunk runs one of two ways:
 
 - fused (``MatterActor.run_chunk``, the default where the cluster has no GPU): the actor
   decodes, mattes and encodes the chunk itself. Frames never leave the process, and no
@@ -39,19 +39,21 @@ import numpy as np
 
 from ..config import ProcessConfig
 from ..errors import OutputError
-from .plan import Chunk
+from .plan import Chunk, VideoPlan, plan_video
 
-__all__ = ["MatterActor", "ActorMatter", "encode_chunk", "run_chunk", "SEGMENT_SUFFIX", "ChunkHook", "JOIN_GROUP"]
+__all__ = ["MatterActor", "ActorMatter", "encode_chunk", "run_chunk", "SEGMENT_SUFFIX", "ChunkHook", "FILES_GROUP"]
 
 log = logging.getLogger(__name__)
 
 #: segment container per output format: intra-coded (ProRes) or keyframe-started (FFV1)
 SEGMENT_SUFFIX = {"ffv1": ".mkv", "prores": ".mov"}
 
-#: the actor's thread for joins: a file's join starts as soon as its last chunk is written,
-#: beside the chunk the actor is running, rather than behind every chunk queued on it (and
-#: no task worker has to start for it)
-JOIN_GROUP = "join"
+#: the actor's thread for whole-file work, planning and joining: a file's join starts as
+#: soon as its last chunk is written, beside the chunk the actor is running rather than
+#: behind every chunk queued on it, and no task worker has to start for either (on 2 cores
+#: the plan tasks' new worker processes competed with the actors' start-up, and joins
+#: waited 4-10 s for a worker once the idle ones had been ended)
+FILES_GROUP = "files"
 
 #: ``hook(path, chunk_index, actor)``, run as a chunk starts, where it runs (fault injection in tests)
 ChunkHook = Callable[[str, int, Any], None]
@@ -115,6 +117,10 @@ class MatterActor:
 
     def release(self, key: str) -> None:
         self._matters.pop(key, None)
+
+    def plan(self, path: str, chunk_frames: int, warmup: int, every: int) -> VideoPlan:
+        """Where the video at ``path`` is cut (see ``plan.plan_video``)."""
+        return plan_video(path, chunk_frames=chunk_frames, warmup=warmup, every=every)
 
     def join(self, output: str, source: str, folder: str, *segments: str) -> int:
         """Join ``segments`` into ``output`` with the audio of ``source``; frames written."""
