@@ -32,6 +32,11 @@ _ADDRESSES = "local, auto or ray://HOST:10001"
 
 _connect_lock = threading.Lock()
 _connected: list[str] = []  # the address this process connected to, once it has
+#: one cluster run at a time per service: every run starts actors that reserve the CPUs
+#: they need, and two runs could each hold some of theirs and wait for the other's
+_run_lock = threading.Lock()
+#: seconds between looks at the stop event while a job waits for its turn
+_TURN_POLL = 0.5
 
 
 def check_cluster_option(options: dict[str, Any]) -> None:
@@ -92,6 +97,15 @@ class ClusterJob:
         self._stop.set()
 
     def run(self) -> ClusterJobResult:
+        while not _run_lock.acquire(timeout=_TURN_POLL):
+            if self._stop.is_set():
+                return ClusterJobResult(stopped=True)
+        try:
+            return self._run()
+        finally:
+            _run_lock.release()
+
+    def _run(self) -> ClusterJobResult:
         from ..cluster import run_cluster
         from ..pipeline import Progress
 
