@@ -63,13 +63,15 @@ class StateLost(RuntimeError):
     """A restarted actor no longer holds a chunk's temporal state: the chunk starts over."""
 
 
-def _batch(frames: list[Any]) -> Any:
-    import torch
+def _batches(frames: list[Any]) -> list[Any]:
+    """Warm-up frames as batches, stacked by the pipeline's own ``Batcher`` (so a CPU
+    actor stacks them as the pipeline does, without torch where the pipeline needs none)."""
+    from ..batching import Batcher
 
-    from ..frames import Batch
-
-    images = torch.stack([torch.as_tensor(f.image) for f in frames])
-    return Batch(images, tuple(f.pts for f in frames), frames[0].time_base, tuple(f.index for f in frames))
+    batcher = Batcher(len(frames))
+    batches = [b for frame in frames for b in batcher.add(frame)]
+    rest = batcher.flush()
+    return batches if rest is None else [*batches, rest]
 
 
 class MatterActor:
@@ -98,7 +100,11 @@ class MatterActor:
 
             hook(path, chunk.index, ray.get_runtime_context().current_actor)
         matter = self._new_matter()
-        warm = lambda frames: matter(_batch(frames))  # noqa: E731 - the warm-up's output is not written
+
+        def warm(frames: list[Any]) -> None:  # the warm-up's mattes are not written
+            for batch in _batches(frames):
+                matter(batch)
+
         return run_chunk(path, chunk, self._settings, segment, matter, warm=warm, plan=self._plan)
 
     def matte(self, key: str, first: bool, images: np.ndarray, pts: tuple, time_base: Fraction, indices: tuple) -> Any:
@@ -152,7 +158,8 @@ class ActorMatter:
         return ray.get(ref)
 
     def warm(self, frames: list[Any]) -> None:
-        self._call(_batch(frames))
+        for batch in _batches(frames):
+            self._call(batch)
 
     def __call__(self, batch: Any) -> Any:
         import torch
