@@ -185,13 +185,19 @@ class ClusterSettings(_Strict):
     address: str = Field("local", pattern=CLUSTER_ADDRESS)
     #: frames per chunk; chunks start at keyframes, so they hold at least this many (but the last)
     chunk_frames: Annotated[int, Field(ge=1, le=1_000_000)] = 240
-    #: model actors (each loads the model once)
-    actors: Annotated[int, Field(ge=1, le=1024)] = 1
+    #: model actors (each loads the model once); None: as many as the cluster's GPUs hold
+    #: (``num_gpus`` each), else one per ``task_cpus`` CPUs when fused, else one
+    actors: Annotated[int, Field(ge=1, le=1024)] | None = None
+    #: decode, matte and encode each chunk inside a model actor (True), or decode and encode
+    #: in CPU tasks that send the frames to the actors (False); None: fused when the cluster
+    #: has no GPU
+    fused: bool | None = None
     #: GPUs per model actor; None: 1 when the cluster has GPUs, else 0
     num_gpus: Annotated[float, Field(ge=0, le=8)] | None = None
-    #: CPUs reserved per model actor and per decode/encode task. Actors reserve none by
-    #: default: a CPU an actor frees when it dies can be taken by a queued chunk task that
-    #: then waits for the actor, and the actor could not restart (seen with 2 CPUs)
+    #: CPUs reserved per split model actor and per decode/encode task (a fused actor, which
+    #: does a task's work, reserves ``task_cpus``). Split actors reserve none by default: a
+    #: CPU an actor frees when it dies can be taken by a queued chunk task that then waits
+    #: for the actor, and the actor could not restart (seen with 2 CPUs)
     actor_cpus: Annotated[float, Field(ge=0, le=256)] = 0.0
     task_cpus: Annotated[float, Field(gt=0, le=256)] = 1.0
     #: frames matted before each chunk (not written) so temporal smoothing starts warm

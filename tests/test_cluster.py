@@ -14,34 +14,20 @@ ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'stre
 # Ray starts its processes and the model actors in new interpreters: slow on a busy 2-core machine
 pytestmark = pytest.mark.timeout(300)
 
+from cluster_helpers import start_local_ray  # noqa: E402
+
 from streammat.cli import main  # noqa: E402
 from streammat.cluster import run_cluster  # noqa: E402
 from streammat.compose import build_pipeline  # noqa: E402
 from streammat.config import ClusterSettings, ProcessConfig  # noqa: E402
 from streammat.readback import read_rgba  # noqa: E402
-from streammat.testing import install_model, make_clip, tiny_u2net_model  # noqa: E402
+from streammat.testing import make_clip  # noqa: E402
+
+local_ray = pytest.fixture(scope="module")(start_local_ray)
 
 # variable frame rate: gaps of 1 to 3 ticks of 1/50 s
 VFR_PTS = [0, 2, 3, 5, 8, 9, 11, 14, 15, 17, 20, 21, 22, 25, 27, 30, 31, 33, 36, 37, 40, 41, 44, 45, 47]
 SETTINGS = ProcessConfig(model="u2netp", format="ffv1", batch_size=4)
-
-
-@pytest.fixture(scope="module")
-def local_ray(tmp_path_factory: pytest.TempPathFactory):
-    """One local Ray for the module; its workers find the tiny model through REMBG_HOME."""
-    home = tmp_path_factory.mktemp("rembg-home")
-    install_model(home, "u2netp", tiny_u2net_model())
-    saved = os.environ.get("REMBG_HOME")
-    os.environ["REMBG_HOME"] = str(home)  # before ray.init: the workers inherit it
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    try:
-        yield home
-    finally:
-        ray.shutdown()
-        if saved is None:
-            os.environ.pop("REMBG_HOME", None)
-        else:
-            os.environ["REMBG_HOME"] = saved
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +109,8 @@ def test_smoothing_with_warm_up_matches_one_process_and_a_chunk_that_keeps_faili
         assert diff <= 1  # 12 warm-up frames leave 0.5**12 of the cold start: below one level
 
 
-def test_a_lost_model_actor_is_replaced(local_ray, vfr_clip, tmp_path):
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "split"])
+def test_a_lost_model_actor_is_replaced(local_ray, vfr_clip, tmp_path, fused):
     import signal
 
     marker = tmp_path / "actor-killed"
@@ -131,10 +118,12 @@ def test_a_lost_model_actor_is_replaced(local_ray, vfr_clip, tmp_path):
     def hook(path: str, index: int, actor) -> None:
         if index == 1 and not os.path.exists(marker):
             open(marker, "w").close()
-            os.kill(ray.get(actor.pid.remote()), signal.SIGKILL)  # the actor this run started
+            # fused: the hook runs in the actor itself; split: in a task that asks the actor
+            os.kill(os.getpid() if fused else ray.get(actor.pid.remote()), signal.SIGKILL)
 
     single = _frames(_single(vfr_clip, tmp_path / "single.mkv"))
-    result = run_cluster([str(vfr_clip)], tmp_path / "out", SETTINGS, ClusterSettings(chunk_frames=6), chunk_hook=hook)
+    cluster = ClusterSettings(chunk_frames=6, fused=fused)
+    result = run_cluster([str(vfr_clip)], tmp_path / "out", SETTINGS, cluster, chunk_hook=hook)
     assert marker.exists(), "the actor was not ended"
     assert result.ok, result.failed
     clustered = _frames(tmp_path / "out" / "vfr.mkv")

@@ -80,15 +80,15 @@ def _run_one_by_one(
 def _run_on_cluster(
     args: argparse.Namespace, settings: Callable[[argparse.Namespace], Any], inputs: list[str], folder: Path
 ) -> list[tuple[str, str, str | None, str]]:
-    import importlib.util
     import re
 
+    from ..cluster import RAY_MISSING, ray_missing
     from ..config import CLUSTER_ADDRESS, ClusterSettings, merge
 
     if not re.match(CLUSTER_ADDRESS, args.cluster):
         raise ConfigError(f"--cluster: expected local, auto or ray://HOST:10001, got {args.cluster!r}")
-    if importlib.util.find_spec("ray") is None:
-        raise ConfigError("--cluster needs Ray: pip install 'streammat[cluster]'")
+    if ray_missing():
+        raise ConfigError(f"--cluster {RAY_MISSING}")
     cluster = merge(ClusterSettings, args.config, {"address": args.cluster})
     base = copy.copy(args)
     base.input, base.output = None, None

@@ -118,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
         token=config.token,
         host=config.host,
         service=service,
+        cluster=config.cluster,
     )
     if control.token_generated:  # shown once: the operator needs it for the API and the dashboard
         print(f"streammat serve: API token (kept in {config.state}.token): {control.token}", file=sys.stderr)

@@ -1,7 +1,7 @@
 """``run_cluster``: every input file through the chunked plan on Ray, with a per-file summary.
 
-Faults: a failed chunk task is retried (``retries``), a lost model actor is restarted by
-Ray and its in-flight calls retried; a file whose planning, chunks or join still fail is
+Faults: a failed chunk is retried (``retries``), a lost model actor is restarted by Ray
+and its in-flight calls retried; a file whose planning, chunks or join still fail is
 reported with the reason and the other files go on.
 
 Outputs and inputs are shared paths: every node must see the inputs and the output
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,7 +22,9 @@ from typing import Any
 from ..config import ClusterSettings, ProcessConfig
 from ..errors import ConfigError, OutputError, StreammatError
 from ..outputs import DEFAULT_FOLDER_FORMAT, output_for
-from .tasks import SEGMENT_SUFFIX
+from .join import partial_name
+from .plan import Chunk
+from .tasks import FILES_GROUP, SEGMENT_SUFFIX, ChunkHook
 
 __all__ = ["run_cluster", "ClusterResult", "FileOutcome", "connect"]
 
@@ -29,6 +32,8 @@ log = logging.getLogger(__name__)
 
 #: where the segments of ``OUTDIR/<name>`` wait for their join
 SEGMENTS_DIR = ".streammat-segments"
+#: seconds between looks at the stop event while waiting for results
+_WAIT = 0.5
 
 
 @dataclass
@@ -45,6 +50,8 @@ class FileOutcome:
 class ClusterResult:
     files: list[FileOutcome] = field(default_factory=list)
     elapsed: float = 0.0
+    #: the run was stopped before every file was done
+    stopped: bool = False
 
     @property
     def failed(self) -> list[FileOutcome]:
@@ -97,12 +104,19 @@ def run_cluster(
     settings: ProcessConfig,
     cluster: ClusterSettings,
     *,
-    chunk_hook: Callable[[str, int, Any], None] | None = None,
+    outputs: list[str] | None = None,
+    chunk_hook: ChunkHook | None = None,
+    on_progress: Callable[[int, int | None], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> ClusterResult:
-    """Matte ``inputs`` into ``outdir/<name>.<ext>`` on the Ray cluster at ``cluster.address``.
+    """Matte ``inputs`` into ``outdir/<name>.<ext>`` (or ``outputs``, one path per input)
+    on the Ray cluster at ``cluster.address``.
 
-    ``chunk_hook(path, chunk_index, actor)`` runs at the start of every chunk task, with
-    the handle of the model actor the chunk uses (fault injection in tests)."""
+    ``on_progress(frames_done, frames_total)`` follows every finished chunk (the total is
+    None until every file is planned). Setting ``stop`` cancels what is still running: the
+    files not yet joined end with an error and ``result.stopped`` is True.
+    ``chunk_hook(path, chunk_index, actor)`` runs at the start of every chunk, with the
+    handle of the model actor the chunk uses (fault injection in tests)."""
     import ray
 
     fmt = check_cluster_format(settings)
@@ -111,37 +125,55 @@ def run_cluster(
     started = connect(cluster.address)
     t0 = time.perf_counter()
     result = ClusterResult()
+    run = None
     try:
-        run = _Run(settings, cluster, out, fmt, chunk_hook)
-        plans: dict[Any, FileOutcome] = {}
-        for path in inputs:
-            outcome = FileOutcome(str(path), str(output_for(path, out, fmt)))
+        run = _Run(settings, cluster, fmt, chunk_hook)
+        waiting: dict[Any, tuple[str, FileOutcome, int]] = {}  # ref -> (plan|chunk|join, file, frames)
+        targets = outputs if outputs is not None else [str(output_for(path, out, fmt)) for path in inputs]
+        for path, target in zip(inputs, targets, strict=True):
+            outcome = FileOutcome(str(path), str(target))
             result.files.append(outcome)
             outcome.error = _output_problem(Path(path), Path(outcome.output), settings.overwrite)
             if outcome.error is None:
-                plans[run.plan(outcome.input)] = outcome
-        joins: dict[Any, FileOutcome] = {}
-        pending = list(plans)
-        while pending:  # each file's chunks start as soon as its own plan is ready
-            done, pending = ray.wait(pending, num_returns=1)
-            outcome = plans[done[0]]
-            try:
-                plan = ray.get(done[0])
-            except Exception as exc:  # noqa: BLE001 - reported per file
-                outcome.error = _reason(exc)
-                continue
-            outcome.frames, outcome.chunks = plan.frames, len(plan.chunks)
-            joins[run.chunks_and_join(plan, outcome.output)] = outcome
-        for ref, outcome in joins.items():
-            try:
-                ray.get(ref)
-                outcome.ok = True
-            except Exception as exc:  # noqa: BLE001 - reported per file
-                outcome.error = _reason(exc)
-                shutil.rmtree(_segments(out, outcome.output), ignore_errors=True)
-        run.close()
+                waiting[run.plan(outcome.input)] = ("plan", outcome, 0)
+        done_frames, total, planning = 0, 0, len(waiting)  # planning: plans not yet back
+        while waiting:  # each file's chunks start as soon as its own plan is ready
+            if stop is not None and stop.is_set():
+                result.stopped = True
+                _mark_stopped(waiting, done_frames)
+                break
+            done, _ = ray.wait(list(waiting), num_returns=1, timeout=_WAIT, fetch_local=False)
+            for ref in done:
+                kind, outcome, frames = waiting.pop(ref)
+                planning -= kind == "plan"
+                try:
+                    value = ray.get(ref)
+                except Exception as exc:  # noqa: BLE001 - reported per file (a chunk's error, by its join)
+                    if kind != "chunk":
+                        outcome.error = _reason(exc)
+                        shutil.rmtree(_segments(outcome.output), ignore_errors=True)
+                    continue
+                if kind == "plan":
+                    outcome.frames, outcome.chunks = value.frames, len(value.chunks)
+                    total += value.frames
+                    chunks, join = run.chunks_and_join(value, outcome.output)
+                    waiting.update({r: ("chunk", outcome, c.frames) for r, c in chunks})
+                    waiting[join] = ("join", outcome, 0)
+                elif kind == "chunk":
+                    done_frames += frames
+                    if on_progress is not None:
+                        on_progress(done_frames, None if planning else total)
+                else:
+                    outcome.ok = True
     finally:
-        _remove_empty(out / SEGMENTS_DIR)
+        if run is not None:
+            run.close()
+        for f in result.files:
+            if result.stopped and not f.ok:  # a join the stop cut short leaves its temporary file
+                shutil.rmtree(_segments(f.output), ignore_errors=True)
+                partial_name(Path(f.output)).unlink(missing_ok=True)
+        for folder in {_segments(f.output).parent for f in result.files}:
+            _remove_empty(folder)
         if started:
             ray.shutdown()
     result.elapsed = time.perf_counter() - t0
@@ -150,57 +182,82 @@ def run_cluster(
     return result
 
 
+def _mark_stopped(waiting: dict[Any, tuple[str, FileOutcome, int]], frames: int) -> None:
+    """The files still waiting end as stopped; their plans, chunks and joins end when the
+    run's actors are killed."""
+    for _, outcome, _ in waiting.values():
+        if not outcome.ok:
+            outcome.error = f"stopped after {frames} frames of the run"
+
+
 class _Run:
     """The remote functions and model actors of one ``run_cluster`` call."""
 
-    def __init__(
-        self,
-        settings: ProcessConfig,
-        cluster: ClusterSettings,
-        out: Path,
-        fmt: str,
-        hook: Callable[[str, int, Any], None] | None,
-    ) -> None:
+    def __init__(self, settings: ProcessConfig, cluster: ClusterSettings, fmt: str, hook: ChunkHook | None) -> None:
         import ray
         from ray.exceptions import RayError
 
-        from .plan import plan_video
         from .tasks import MatterActor, encode_chunk
 
-        self.settings, self.cluster, self.out, self.fmt, self.hook = settings, cluster, out, fmt, hook
+        self.settings, self.cluster, self.fmt, self.hook = settings, cluster, fmt, hook
+        resources = ray.cluster_resources()
         gpus = cluster.num_gpus
         if gpus is None:
-            gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
-        actor = ray.remote(MatterActor).options(
-            num_cpus=cluster.actor_cpus,
+            gpus = 1.0 if resources.get("GPU", 0) > 0 else 0.0
+        self.fused = cluster.fused if cluster.fused is not None else resources.get("GPU", 0) == 0
+        count = cluster.actors
+        if count is None:  # as many as the GPUs hold, or the CPUs when fused actors run on CPUs
+            count = 1
+            if gpus > 0:
+                count = max(1, int(resources.get("GPU", 0) // gpus))
+            elif self.fused:
+                count = max(1, int(resources.get("CPU", 0) // cluster.task_cpus))
+        # a bad input fails the same way every time: only other errors are worth a retry
+        retry_on = [OSError, RuntimeError, OutputError, RayError]
+        # a fused actor does a chunk task's work and reserves its CPUs; its threads fit them
+        cpus = cluster.task_cpus if self.fused else cluster.actor_cpus
+        cores = max(1, round(cluster.task_cpus)) if self.fused else None
+        # chunks run one at a time; plans and joins in a thread of their own, each at once
+        actor = ray.remote(concurrency_groups={FILES_GROUP: 1})(MatterActor).options(
+            allow_out_of_order_execution=True,
+            num_cpus=cpus,
             num_gpus=gpus,
             max_restarts=cluster.retries,
             max_task_retries=cluster.retries,
+            scheduling_strategy="SPREAD",
         )
-        self.actors = [actor.remote(settings) for _ in range(cluster.actors)]
+        self.actors = [actor.remote(settings, cores) for _ in range(count)]
         self._turn = 0
-        # a bad input fails the same way every time: only other errors are worth a retry
-        retry = {"max_retries": cluster.retries, "retry_exceptions": [OSError, RuntimeError, OutputError, RayError]}
-        self._plan = ray.remote(plan_video).options(num_cpus=cluster.task_cpus, **retry)
+        self._on_actor = {"retry_exceptions": retry_on}
+        retry = {"max_retries": cluster.retries, "retry_exceptions": retry_on}
         self._chunk = ray.remote(encode_chunk).options(num_cpus=cluster.task_cpus, **retry)
-        self._join = ray.remote(_join).options(num_cpus=cluster.task_cpus, **retry)
 
     def plan(self, path: str) -> Any:
         # warm-up frames only matter to the smoothing's state; every-N reuse only needs its phase
         warmup = self.cluster.warmup if self.settings.smoothing else 0
-        return self._plan.remote(path, chunk_frames=self.cluster.chunk_frames, warmup=warmup, every=self.settings.every)
+        return self._files("plan").remote(path, self.cluster.chunk_frames, warmup, self.settings.every)
 
-    def chunks_and_join(self, plan: Any, output: str) -> Any:
+    def chunks_and_join(self, plan: Any, output: str) -> tuple[list[tuple[Any, Chunk]], Any]:
         """Submit every chunk of ``plan`` (actors taken in turn) and the join that waits for them."""
-        folder = _segments(self.out, output)
+        folder = _segments(output)
         folder.mkdir(parents=True, exist_ok=True)
         refs = []
         for chunk in plan.chunks:
             segment = str(folder / f"{chunk.index:06d}{SEGMENT_SUFFIX[self.fmt]}")
             actor = self.actors[self._turn % len(self.actors)]
             self._turn += 1
-            refs.append(self._chunk.remote(plan.path, chunk, self.settings, segment, actor, self.hook))
-        return self._join.remote(output, plan.path, str(folder), *refs)
+            if self.fused:
+                ref = actor.run_chunk.options(**self._on_actor).remote(plan.path, chunk, segment, self.hook)
+            else:
+                ref = self._chunk.remote(plan.path, chunk, self.settings, segment, actor, self.hook)
+            refs.append((ref, chunk))
+        return refs, self._files("join").remote(output, plan.path, str(folder), *(r for r, _ in refs))
+
+    def _files(self, method: str) -> Any:
+        """``method`` of the next actor, called in its thread for plans and joins."""
+        actor = self.actors[self._turn % len(self.actors)]
+        self._turn += 1
+        return getattr(actor, method).options(concurrency_group=FILES_GROUP, **self._on_actor)
 
     def close(self) -> None:
         import ray
@@ -217,16 +274,8 @@ def _output_problem(source: Path, target: Path, overwrite: bool) -> str | None:
     return None
 
 
-def _segments(out: Path, output: str) -> Path:
-    return out / SEGMENTS_DIR / Path(output).name
-
-
-def _join(output: str, source: str, folder: str, *segments: str) -> int:
-    from .join import join_segments
-
-    frames = join_segments(list(segments), output, audio_from=source)
-    shutil.rmtree(folder, ignore_errors=True)
-    return frames
+def _segments(output: str) -> Path:
+    return Path(output).parent / SEGMENTS_DIR / Path(output).name
 
 
 def _remove_empty(folder: Path) -> None:

@@ -22,6 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..config import ClusterSettings
 from ..errors import ConfigError, StreammatError
 from .auth import TOKEN_COOKIE, service_token, token_matches
 from .job_runner import JobRunner, job_settings
@@ -96,14 +97,16 @@ class Control:
         token: str | None = None,
         host: str = "127.0.0.1",
         service: ServiceLike | None = None,
+        cluster: ClusterSettings | None = None,
     ) -> Control:
         """Open the job database at ``state``, recover what a dead process left running and
         start the job workers. ``token`` is the configured one; ``host`` the address the
-        service binds, which decides whether a token is needed (see ``auth``)."""
+        service binds, which decides whether a token is needed (see ``auth``); ``cluster``
+        runs every job on Ray (see ``cluster_jobs``)."""
         checked = Roots(roots)
         required, generated = service_token(token, host=host, state_path=state)
         store = JobStore(state)
-        runner = JobRunner(store, max_jobs=max_jobs, roots=checked)
+        runner = JobRunner(store, max_jobs=max_jobs, roots=checked, cluster=cluster)
         runner.start()
         return cls(
             store=store, runner=runner, roots=checked, service=service, token=required, token_generated=generated

@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ..config import LiveConfig, describe_error, is_model_path, read_yaml
+from ..config import ClusterSettings, LiveConfig, describe_error, is_model_path, read_yaml
 from ..errors import ConfigError
 
 __all__ = [
@@ -87,6 +87,9 @@ class ServeConfig(BaseModel):
     roots: list[str] = Field(default_factory=list)
     max_jobs: Annotated[int, Field(ge=1, le=64)] = 1
     token: str | None = None
+    #: run every file job on Ray with these settings (a job's ``cluster`` option runs just
+    #: that job on Ray, with these settings when given)
+    cluster: ClusterSettings | None = None
 
     @field_validator("http")
     @classmethod
@@ -123,6 +126,8 @@ def _fields_at(loc: tuple[Any, ...]) -> set[str]:
     """The valid keys where an unknown key was found, for the 'did you mean' hint."""
     if len(loc) >= 3 and loc[0] == "pipelines":
         return set(ServePipeline.model_fields)
+    if len(loc) >= 2 and loc[0] == "cluster":
+        return set(ClusterSettings.model_fields)
     return set(ServeConfig.model_fields)
 
 

@@ -16,7 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..config import ClusterSettings
 from ..errors import ConfigError, StreammatError
+from .cluster_jobs import CLUSTER_OPTION, ClusterJob, check_cluster_option, job_cluster
 from .jobs import Job, JobStore, leftover_output
 from .paths import Roots
 
@@ -55,9 +57,12 @@ JOB_OPTIONS = (
 
 
 def job_settings(input: str, output: str, options: dict[str, Any]) -> Any:
-    """The validated ``ProcessConfig`` of a job; a wrong option is one ``ConfigError`` line."""
+    """The validated ``ProcessConfig`` of a job; a wrong option is one ``ConfigError`` line.
+    The ``cluster`` option (where the job runs, see ``cluster_jobs``) is checked, not kept."""
     from ..config import ProcessConfig, settings_from
 
+    check_cluster_option(options)
+    options = {k: v for k, v in options.items() if k != CLUSTER_OPTION}
     for key in options:
         if key not in JOB_OPTIONS and key in ProcessConfig.model_fields:
             raise ConfigError(f"options: {key!r} cannot be set for a job (allowed: {', '.join(JOB_OPTIONS)})")
@@ -75,7 +80,8 @@ def _build(settings: Any, on_progress: Callable[[Any], None]) -> Any:
 class JobRunner:
     """``max_jobs`` worker threads over ``store``'s queue. ``build(settings, on_progress)``
     makes the pipeline (the composition root; tests may pass another); ``roots`` checks the
-    paths once more when a job starts."""
+    paths once more when a job starts. Jobs run on Ray when they or ``cluster`` (the
+    service's ``cluster:`` section) say so (see ``cluster_jobs``)."""
 
     def __init__(
         self,
@@ -84,6 +90,7 @@ class JobRunner:
         max_jobs: int = 1,
         build: Callable[[Any, Callable[[Any], None]], Any] = _build,
         roots: Roots | None = None,
+        cluster: ClusterSettings | None = None,
     ) -> None:
         if isinstance(max_jobs, bool) or not isinstance(max_jobs, int) or not 1 <= max_jobs <= 64:
             raise ConfigError(f"max_jobs: expected an integer from 1 to 64, got {max_jobs!r}")
@@ -91,6 +98,7 @@ class JobRunner:
         self.max_jobs = max_jobs
         self._build = build
         self._roots = roots
+        self._cluster = cluster
         self._wake = threading.Condition()
         self._closing = threading.Event()
         self._lock = threading.Lock()
@@ -162,7 +170,11 @@ class JobRunner:
                 self._roots.input(job.input)
                 self._roots.output(job.output)
             settings = job_settings(job.input, job.output, job.options)
-            pipeline = self._build(settings, self._progress_writer(job.id))
+            cluster = job_cluster(job.options, self._cluster)
+            if cluster is not None:
+                pipeline = ClusterJob(settings, cluster, self._progress_writer(job.id))
+            else:
+                pipeline = self._build(settings, self._progress_writer(job.id))
         except StreammatError as exc:
             self.store.finish(job.id, "failed", error=str(exc))
             return
