@@ -122,11 +122,19 @@ def running_server(
     host: str = "127.0.0.1",
     max_jobs: int = 1,
     headers: dict | None = None,
+    cluster: Any = None,
 ) -> Iterator[Server]:
     """The control API on loopback; ``host`` is the address the service believes it binds
-    (anything but loopback makes it require a token, as a real exposed service would)."""
+    (anything but loopback makes it require a token, as a real exposed service would);
+    its jobs run on Ray when ``cluster`` (``ClusterSettings``) is given."""
     control = Control.start(
-        state=root / "jobs.db", roots=[root], max_jobs=max_jobs, token=token, host=host, service=service
+        state=root / "jobs.db",
+        roots=[root],
+        max_jobs=max_jobs,
+        token=token,
+        host=host,
+        service=service,
+        cluster=cluster,
     )
     url, stop = serve_in_thread(create_app(control))
     client = httpx.Client(base_url=url, timeout=30, headers=headers or {})

@@ -4,10 +4,6 @@ section, runs through the cluster runner with the usual states, progress and err
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -15,32 +11,15 @@ pytest.importorskip("ray", reason="Ray is not installed (pip install 'streammat[
 # Ray starts its processes and the model actors in new interpreters: slow on a busy 2-core machine
 pytestmark = pytest.mark.timeout(300)
 
-import httpx  # noqa: E402
 from cluster_helpers import start_local_ray  # noqa: E402
-from service_helpers import Server, finished  # noqa: E402
+from service_helpers import finished, running_server  # noqa: E402
 
 from streammat.compose import build_pipeline  # noqa: E402
 from streammat.config import ClusterSettings, ProcessConfig  # noqa: E402
 from streammat.readback import read_rgba  # noqa: E402
-from streammat.service.api import Control  # noqa: E402
 from streammat.testing import make_clip  # noqa: E402
-from streammat.testing.jobserver import create_app, serve_in_thread  # noqa: E402
 
 local_ray = pytest.fixture(scope="module")(start_local_ray)
-
-
-@contextmanager
-def cluster_server(root: Path, cluster: ClusterSettings | None) -> Iterator[Server]:
-    """The control API on loopback, its jobs on Ray when ``cluster`` is given."""
-    control = Control.start(state=root / "jobs.db", roots=[root], cluster=cluster)
-    url, stop = serve_in_thread(create_app(control))
-    client = httpx.Client(base_url=url, timeout=30)
-    try:
-        yield Server(url, control, client)
-    finally:
-        client.close()
-        stop()
-        control.close()
 
 
 def test_a_job_with_the_cluster_option_runs_on_ray_and_matches_one_process(local_ray, tmp_path):
@@ -48,7 +27,7 @@ def test_a_job_with_the_cluster_option_runs_on_ray_and_matches_one_process(local
     single = tmp_path / "single.mkv"
     settings = ProcessConfig(model="u2netp", batch_size=4)
     build_pipeline(settings.model_copy(update={"source": str(clip), "output": str(single)})).run()
-    with cluster_server(tmp_path, None) as srv:  # no cluster: section; the job's option sends it to Ray
+    with running_server(tmp_path) as srv:  # no cluster: section; the job's option sends it to Ray
         opts = {"model": "u2netp", "batch_size": 4, "cluster": "auto"}
         r = srv.client.post("/jobs", json={"input": "in.mp4", "output": "out.mkv", "options": opts})
         assert r.status_code == 201, r.text
@@ -67,7 +46,7 @@ def test_a_cluster_service_runs_every_job_on_ray_and_reports_a_bad_file_as_one_l
     make_clip(tmp_path / "in.mp4", frames=20, gop=4)
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)
-    with cluster_server(tmp_path, ClusterSettings(address="auto", chunk_frames=8)) as srv:
+    with running_server(tmp_path, cluster=ClusterSettings(address="auto", chunk_frames=8)) as srv:
         opts = {"model": "u2netp", "batch_size": 4}
         good = srv.client.post("/jobs", json={"input": "in.mp4", "output": "out.mkv", "options": opts}).json()["id"]
         job = srv.wait_job(good, finished, timeout=240)
@@ -94,7 +73,7 @@ def test_a_cluster_service_runs_every_job_on_ray_and_reports_a_bad_file_as_one_l
 
 def test_cancelling_a_cluster_job_stops_its_chunks_and_leaves_no_segments(local_ray, tmp_path):
     make_clip(tmp_path / "long.mp4", width=160, height=120, frames=400, gop=10)
-    with cluster_server(tmp_path, ClusterSettings(address="auto", chunk_frames=10)) as srv:
+    with running_server(tmp_path, cluster=ClusterSettings(address="auto", chunk_frames=10)) as srv:
         opts = {"model": "u2netp", "batch_size": 4}
         job_id = srv.client.post("/jobs", json={"input": "long.mp4", "output": "long.mkv", "options": opts}).json()[
             "id"

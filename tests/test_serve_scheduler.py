@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from fractions import Fraction
+from typing import Any
 
 import torch
 
@@ -23,6 +24,25 @@ def _batch(stream: int, k: int) -> Batch:
     return Batch(images=images, pts=(k,), time_base=Fraction(1, 30), indices=(k,))
 
 
+def _feed_in_parallel(scheduler: ModelScheduler, inputs: dict[int, list[Any]]) -> dict[int, list[Any]]:
+    """Each stream's inputs submitted in order from a thread of its own; the answers per
+    stream, in the order they came back. Closes the scheduler."""
+    got: dict[int, list[Any]] = {s: [] for s in inputs}
+
+    def feed(stream: int) -> None:
+        for x in inputs[stream]:
+            got[stream].append(scheduler.submit(stream, x))
+
+    threads = [threading.Thread(target=feed, args=(s,)) for s in inputs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    scheduler.close()
+    assert not any(t.is_alive() for t in threads)
+    return got
+
+
 def test_two_streams_share_each_model_call_and_get_their_own_rows_in_order(tiny_home):
     matter = create_matter(create_session("u2netp", device="cpu", threads=1), device="cpu")
     calls: list[int] = []
@@ -33,20 +53,8 @@ def test_two_streams_share_each_model_call_and_get_their_own_rows_in_order(tiny_
 
     scheduler = ModelScheduler(run, max_batch=8, max_wait=5.0)  # both streams always wait for each other
     streams = [scheduler.attach(), scheduler.attach()]
-    got: dict[int, list[torch.Tensor]] = {s: [] for s in streams}
     inputs = {s: [matter.prepare(_batch(s, k)) for k in range(FRAMES)] for s in streams}
-
-    def feed(stream: int) -> None:
-        for x in inputs[stream]:
-            got[stream].append(scheduler.submit(stream, x))
-
-    threads = [threading.Thread(target=feed, args=(s,)) for s in streams]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    scheduler.close()
-    assert not any(t.is_alive() for t in threads)
+    got = _feed_in_parallel(scheduler, inputs)
     assert calls == [2] * FRAMES  # every call held one frame of each stream
     assert scheduler.stats.streams_per_call == {2: FRAMES}
     for s in streams:  # each stream's k-th answer is its own k-th frame's, computed alone
@@ -97,20 +105,8 @@ def test_two_workers_run_two_calls_at_once_and_each_stream_keeps_its_order(tiny_
 
     scheduler = ModelScheduler(run, max_batch=1, max_wait=0.0, workers=2)  # one frame per call
     streams = [scheduler.attach(), scheduler.attach()]
-    got: dict[int, list[torch.Tensor]] = {s: [] for s in streams}
     inputs = {s: [matter.prepare(_batch(s, k)) for k in range(FRAMES)] for s in streams}
-
-    def feed(stream: int) -> None:
-        for x in inputs[stream]:
-            got[stream].append(scheduler.submit(stream, x))
-
-    threads = [threading.Thread(target=feed, args=(s,)) for s in streams]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    scheduler.close()
-    assert not any(t.is_alive() for t in threads)
+    got = _feed_in_parallel(scheduler, inputs)
     assert not both_in_flight.broken
     assert scheduler.stats.calls == 2 * FRAMES and scheduler.stats.fill == {1: 2 * FRAMES}
     for s in streams:
