@@ -3,11 +3,12 @@ server with the real job database, runner and routes on loopback."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,30 +17,24 @@ import numpy as np
 
 from streammat.errors import ConfigError
 from streammat.service.api import Control
+from streammat.service.runner import PipelineStatus
 from streammat.testing.jobserver import create_app, serve_in_thread
 
 
-@dataclass
-class FakeStatus:
-    name: str
-    state: str = "running"
-    fps: float = 0.0
-    frames_out: int = 0
-    dropped: int = 0
-    latency_p50: float | None = 0.012
-    latency_p95: float | None = 0.020
-    restarts: int = 0
-    last_error: str | None = None
-    settings: dict[str, Any] = field(default_factory=dict)
-
-    # the supervisor's status offers these counts as properties, as here
-    @property
-    def frames(self) -> int:
-        return self.frames_out
-
-    @property
-    def drops(self) -> int:
-        return self.dropped
+def _status(name: str, settings: dict[str, Any]) -> PipelineStatus:
+    return PipelineStatus(
+        name=name,
+        state="running",
+        fps=0.0,
+        frames_in=0,
+        frames_out=0,
+        dropped=0,
+        latency_p50=0.012,
+        latency_p95=0.020,
+        restarts=0,
+        last_error=None,
+        settings=settings,
+    )
 
 
 class FakeService:
@@ -48,26 +43,24 @@ class FakeService:
 
     def __init__(self, names: tuple[str, ...] = ("cam1",)) -> None:
         self._start = time.monotonic()
-        self._pipelines = {n: FakeStatus(n, settings={"source": "0"}) for n in names}
+        self._pipelines = {n: _status(n, {"source": "0"}) for n in names}
         self._lock = threading.Lock()
         self._frames: dict[str, tuple[int, Any]] = {}
 
-    def _tick(self, status: FakeStatus) -> None:
-        t = time.monotonic() - self._start
-        status.frames_out = int(t * 30)
-        status.fps = round(29.0 + (status.frames_out % 20) / 10, 1)
+    def _tick(self, status: PipelineStatus) -> PipelineStatus:
+        frames = int((time.monotonic() - self._start) * 30)
+        return dataclasses.replace(status, frames_out=frames, fps=round(29.0 + (frames % 20) / 10, 1))
 
-    def pipelines(self) -> list[FakeStatus]:
+    def pipelines(self) -> list[PipelineStatus]:
         with self._lock:
-            for s in self._pipelines.values():
-                self._tick(s)
-            return [FakeStatus(**vars(s)) for s in self._pipelines.values()]
+            self._pipelines = {n: self._tick(s) for n, s in self._pipelines.items()}
+            return list(self._pipelines.values())
 
     def add_pipeline(self, name: str, settings: dict[str, Any]) -> None:
         if not isinstance(settings.get("source", "0"), str):
             raise ConfigError("settings: source: expected a camera or file")
         with self._lock:
-            self._pipelines[name] = FakeStatus(name, settings=settings)
+            self._pipelines[name] = _status(name, settings)
 
     def remove_pipeline(self, name: str) -> None:
         with self._lock:
@@ -75,7 +68,8 @@ class FakeService:
 
     def restart_pipeline(self, name: str) -> None:
         with self._lock:
-            self._pipelines[name].restarts += 1
+            status = self._pipelines[name]
+            self._pipelines[name] = dataclasses.replace(status, restarts=status.restarts + 1)
 
     def latest_frame(self, name: str) -> tuple[np.ndarray, np.ndarray] | None:
         n = int((time.monotonic() - self._start) * 10)  # a new frame every 100 ms

@@ -7,7 +7,6 @@ included, so a client can validate whatever it gets.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
@@ -123,23 +122,8 @@ class PipelineView(BaseModel):
 
     @classmethod
     def of(cls, status: Any) -> PipelineView:
-        """From the supervisor's status object (a dataclass, a pydantic model or a mapping)."""
-        if dataclasses.is_dataclass(status):
-            values = dataclasses.asdict(status)
-        elif isinstance(status, BaseModel):
-            values = status.model_dump()
-        elif isinstance(status, dict):
-            values = dict(status)
-        else:
-            values = dict(vars(status))
-        for name in cls.model_fields:  # counts a status offers as properties (frames, drops)
-            if name not in values and hasattr(status, name):
-                values[name] = getattr(status, name)
-        settings = values.get("settings") or {}
-        if isinstance(settings, BaseModel):
-            settings = settings.model_dump(mode="json")
-        values["settings"] = dict(settings)
-        return cls(**{k: v for k, v in values.items() if k in cls.model_fields})
+        """From the supervisor's ``runner.PipelineStatus``."""
+        return cls(**{k: v for k, v in status.as_dict().items() if k in cls.model_fields})
 
 
 class PipelineList(BaseModel):
