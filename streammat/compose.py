@@ -201,10 +201,11 @@ def build_matter(settings: Any, *, plan: Any, session: Any = None, background: A
     """The matting stage for ``settings``: the model's matter inside its matte controls,
     kept on the GPU from upload to alpha when the model runs there (compositing over
     ``background``, a ``Background``, there too when given)."""
-    from .matting.base import model_device
+    from .matting.base import model_choice
 
     matter = with_matte_controls(build_model(settings, plan=plan, session=session)[1], settings)
-    if not model_device(matter).startswith("cuda"):
+    choice = model_choice(matter)
+    if choice is None or not choice.on_cuda:
         return matter  # the CPU path stays free of torch
     from .matting.gpu import on_device
 

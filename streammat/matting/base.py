@@ -35,13 +35,13 @@ class StagedMatter(Matter, Protocol):
         ...
 
 
-def model_device(matter: Any) -> str:
-    """The device string (``"cpu"``, ``"cuda:N"``) the model of a matting stage runs on:
-    that of the innermost matter that states its runner ``choice`` (wrappers name theirs
-    ``inner``), else ``"cpu"``. Reads no tensors, so it imports no torch."""
+def model_choice(matter: Any) -> Any:
+    """The runner choice (``providers.RunnerChoice``: device, runner, reason) of the model of
+    a matting stage: that of the innermost matter that states one (wrappers name theirs
+    ``inner``), else None (a model on the CPU). Reads no tensors, so it imports no torch."""
     while matter is not None:
         choice = getattr(matter, "choice", None)
         if choice is not None:
-            return str(choice.device)
+            return choice
         matter = getattr(matter, "inner", None)
-    return "cpu"
+    return None

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from ..frames import Batch, MattedBatch
-from .base import StagedMatter, model_device
+from .base import StagedMatter, model_choice
 
 __all__ = ["PinnedUploader", "DeviceResident", "matter_device", "on_device", "device_copies"]
 
@@ -85,8 +85,9 @@ class PinnedUploader:
 
 
 def matter_device(matter: Any) -> torch.device:
-    """The torch device a matting stage's model runs on (``base.model_device``)."""
-    return torch.device(model_device(matter))
+    """The torch device a matting stage's model runs on (``base.model_choice``)."""
+    choice = model_choice(matter)
+    return torch.device(choice.device if choice is not None else "cpu")
 
 
 def on_device(matter: Any, *, background: Any = None) -> Any:

@@ -201,6 +201,8 @@ class Compositor:
             and tuple(made.composite.shape[:3]) == tuple(images.shape[:3])
         ):
             return made.composite.numpy()
+        if self._plate is not None:  # a fixed plate: the whole batch in one pass, no stacking copy
+            return composite(images, alpha, self._plate)
         return np.stack([self.apply(images[i], alpha[i]) for i in range(images.shape[0])])
 
     def apply_torch(self, images: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
