@@ -37,7 +37,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 
 from ..errors import ModelError
 
@@ -65,7 +64,7 @@ class BatchStats:
 @dataclass
 class _Request:
     stream: int
-    x: torch.Tensor
+    x: Any  # a prepared model input: a host array, or a CUDA tensor
     future: Future
     at: float
 
@@ -120,7 +119,7 @@ class ModelScheduler:
         with self._cond:
             return len(self._pending)
 
-    def submit(self, stream: int, x: torch.Tensor) -> torch.Tensor:
+    def submit(self, stream: int, x: Any) -> Any:
         """The model output for the rows of ``x`` (blocks; raises what the model raised)."""
         future: Future = Future()
         with self._cond:
@@ -228,6 +227,8 @@ def _concat(parts: list[Any]) -> Any:
     on CUDA."""
     if isinstance(parts[0], np.ndarray):
         return np.concatenate(parts)
+    import torch  # device tensors: torch is loaded already
+
     return torch.cat(parts)
 
 
