@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import av
 
 from ..errors import ConfigError, InputError
+from ..sources.file import NOT_A_VIDEO
 
 __all__ = ["Chunk", "VideoPlan", "plan_video", "split"]
 
@@ -49,7 +50,7 @@ def _index(path: str) -> tuple[list[int], list[int]]:
     try:
         container = av.open(path, metadata_errors="ignore")
     except (av.FFmpegError, OSError) as exc:
-        raise InputError(f"{path}: not a video, or damaged/truncated ({exc})") from exc
+        raise InputError(f"{path}: {NOT_A_VIDEO} ({exc})") from exc
     with container:
         if not container.streams.video:
             raise InputError(f"{path}: no video stream")

@@ -44,6 +44,9 @@ from .base import (
 
 __all__ = ["FileSource", "STDIN"]
 
+#: what a local file that FFmpeg cannot open is said to be
+NOT_A_VIDEO = "not a video, or damaged/truncated"
+
 log = logging.getLogger(__name__)
 
 #: the input name that means "read standard input"
@@ -181,7 +184,7 @@ class FileSource(SourceLifecycle):
         except (av.error.ExitError, av.error.TimeoutError) as exc:
             raise InputError(f"{name}: no answer within {self.timeout:g} s (timeout)") from exc
         except av.error.FFmpegError as exc:
-            problem = "cannot open" if self.is_url else "not a video, or damaged/truncated"
+            problem = "cannot open" if self.is_url else NOT_A_VIDEO
             raise InputError(f"{name}: {problem} ({reason(exc)})") from exc
         except OSError as exc:
             raise InputError(f"{name}: cannot read ({exc.strerror or exc})") from exc
