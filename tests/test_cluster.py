@@ -139,9 +139,12 @@ def test_a_corrupt_file_is_reported_and_the_others_complete(local_ray, tmp_path,
     out = tmp_path / "out"
     code = main(["process", str(good), str(bad), "-o", f"{out}/", "--cluster", "auto", "--model", "u2netp",
                  "--format", "ffv1", "--no-progress"])  # fmt: skip
-    text = capsys.readouterr().out
+    captured = capsys.readouterr()
+    text = captured.out
     assert code == 1
-    assert f"FAILED {bad}: {bad}: " in text and f"ok     {good} -> {out / 'good.mkv'}" in text
+    assert str(bad) not in captured.err  # reported once, in the summary
+    assert f"FAILED {bad}: not a video" in text and f"{bad}: {bad}" not in text
+    assert f"ok     {good} -> {out / 'good.mkv'}" in text
     assert "1 of 2 files done, 1 failed" in text
     assert len(_frames(out / "good.mkv")) == 10
     assert sorted(p.name for p in out.iterdir()) == ["good.mkv"]

@@ -20,7 +20,8 @@ def test_several_inputs_go_into_a_folder_and_a_bad_one_is_reported(tiny_home, cl
     code = main(["process", str(a), str(bad), str(b), "-o", f"{out}/", "--model", "u2netp", "--format", "ffv1"])
     text = capsys.readouterr().out
     assert code == 1
-    assert f"FAILED {bad}: {bad}: " in text and "2 of 3 files done, 1 failed" in text
+    assert f"FAILED {bad}: not a video" in text and f"{bad}: {bad}" not in text
+    assert "2 of 3 files done, 1 failed" in text
     assert len(list(read_rgba(out / "a.mkv"))) == 5 and len(list(read_rgba(out / "b.mkv"))) == 7
     assert sorted(p.name for p in out.iterdir()) == ["a.mkv", "b.mkv"]
 

@@ -47,9 +47,14 @@ def run_many(args: argparse.Namespace, settings: Callable[[argparse.Namespace], 
         rows = _run_one_by_one(args, settings, inputs, folder)
     failed = [r for r in rows if r[2] is not None]
     for source, target, error, detail in rows:
-        print(f"FAILED {source}: {error}" if error else f"ok     {source} -> {target} ({detail})")
+        print(f"FAILED {source}: {_reason(source, error)}" if error else f"ok     {source} -> {target} ({detail})")
     print(f"{len(rows) - len(failed)} of {len(rows)} files done" + (f", {len(failed)} failed" if failed else ""))
     return EXIT_SOME_FAILED if failed else 0
+
+
+def _reason(source: str, error: str) -> str:
+    """The error without the file name the summary line already starts with."""
+    return error.removeprefix(f"{source}: ")
 
 
 def _run_one_by_one(
