@@ -190,7 +190,13 @@ def test_pipelines_and_their_preview(tmp_path: Path) -> None:
         assert added.status_code == 201, added.text
         assert srv.client.post("/pipelines", json={"name": "cam2", "settings": {}}).status_code == 409
         assert srv.client.post("/pipelines", json={"name": "../x", "settings": {}}).status_code == 422
-        for settings in ({"source": "/etc/hostname"}, {"source": "1", "output": "/tmp/rec.mkv"}):
+        outside = (
+            {"source": "/etc/hostname"},
+            {"source": "1", "output": "/tmp/rec.mkv"},
+            {"source": "1", "model": "/etc/hostname"},
+            {"source": "1", "background": "/etc/hostname"},
+        )
+        for settings in outside:
             refused = srv.client.post("/pipelines", json={"name": "cam3", "settings": settings})
             assert refused.status_code == 403 and "outside the allowed folders" in refused.json()["error"]
         assert srv.client.post("/pipelines/cam2/restart").status_code == 200
@@ -200,6 +206,16 @@ def test_pipelines_and_their_preview(tmp_path: Path) -> None:
         assert cam1["frames"] > 0 and cam1["drops"] == 0 and cam1["latency_p95"] == 0.020
         assert srv.client.delete("/pipelines/cam2").status_code == 200
         assert srv.client.delete("/pipelines/cam2").status_code == 404
+        # colours and blurs are not files; an image inside the roots is taken as its full path
+        (tmp_path / "plate.png").write_bytes(b"")
+        for background, taken in (("blur:2.5", "blur:2.5"), ("#00ff00", "#00ff00"), ("plate.png", None)):
+            added = srv.client.post(
+                "/pipelines", json={"name": "cam4", "settings": {"source": "1", "background": background}}
+            )
+            assert added.status_code == 201, added.text
+            cam4 = [p for p in srv.client.get("/pipelines").json()["pipelines"] if p["name"] == "cam4"][0]
+            assert cam4["settings"]["background"] == (taken or str((tmp_path / background).resolve()))
+            assert srv.client.delete("/pipelines/cam4").status_code == 200
         jpeg = srv.client.get("/pipelines/cam1/preview.jpg")
         image = cv2.imdecode(np.frombuffer(jpeg.content, np.uint8), cv2.IMREAD_COLOR)
         assert image.shape == (120, 320, 3)  # foreground and matte side by side

@@ -186,11 +186,7 @@ def control_router(control: Control) -> APIRouter:
         """Queue a file for matting; it runs when a job slot is free, oldest first."""
         source = control.roots.input(body.input)
         target = control.roots.output(body.output)
-        options = dict(body.options)
-        for key in ("model", "background"):
-            value = options.get(key)
-            if isinstance(value, str) and ("/" in value or Path(value).suffix):
-                options[key] = str(control.roots.input(value, what=f"options.{key}"))
+        options = _confine_files(dict(body.options), control.roots, "options")
         job_settings(str(source), str(target), options)  # every option checked now, not at run time
         if target.is_file() and not options.get("overwrite"):
             raise ApiError(409, f"output: {body.output!r} exists; set options.overwrite to replace it")
@@ -257,7 +253,7 @@ def control_router(control: Control) -> APIRouter:
         svc = service()
         if any(PipelineView.of(p).name == body.name for p in svc.pipelines()):
             raise ApiError(409, f"a pipeline named {body.name!r} exists; remove it first")
-        settings = dict(body.settings)
+        settings = _confine_files(dict(body.settings), control.roots, "settings")
         if isinstance(settings.get("output"), str):
             settings["output"] = str(control.roots.output(settings["output"], what="settings.output"))
         source = settings.get("source")
@@ -327,6 +323,19 @@ def control_router(control: Control) -> APIRouter:
     root.include_router(api)
     root.include_router(site)
     return root
+
+
+def _confine_files(settings: dict[str, Any], roots: Roots, prefix: str) -> dict[str, Any]:
+    """A caller's model file and background image, resolved inside the roots: the service
+    reads them, so a caller must not name files elsewhere on the host."""
+    from ..config import is_model_path
+    from ..sinks.compositing import names_image
+
+    for key, names_file in (("model", is_model_path), ("background", names_image)):
+        value = settings.get(key)
+        if isinstance(value, str) and names_file(value):
+            settings[key] = str(roots.input(value, what=f"{prefix}.{key}"))
+    return settings
 
 
 def _is_file_source(source: str) -> bool:

@@ -184,12 +184,9 @@ def _local(value: str) -> bool:
 def _image_background(value: str, folder: Path) -> bool:
     """A background that names an image file in ``folder`` rather than a colour or a blur
     (the order ``parse_background`` reads them in)."""
-    from ..sinks.compositing import COLORS
+    from ..sinks.compositing import names_image
 
-    spec = value.strip().lower()
-    if spec in COLORS or spec.startswith(("blur", "#")):
-        return False
-    return (folder / value).is_file()
+    return names_image(value) and (folder / value).is_file()
 
 
 def resolve_paths(config: ServeConfig, folder: Path) -> ServeConfig:

@@ -65,6 +65,15 @@ class Background:
     blur_sigma: float = 3.0
 
 
+def names_image(spec: str) -> bool:
+    """Whether a ``--background`` value can only be an image file: not a colour name,
+    ``#rrggbb``, ``r,g,b`` or a blur (the forms ``parse_background`` reads first)."""
+    low = spec.strip().lower()
+    if low in COLORS or low == "blur" or low.startswith(("blur:", "#")):
+        return False
+    return not re.fullmatch(r"[0-9a-f]{6}|[0-9a-f]{3}|\s*\d+\s*,\s*\d+\s*,\s*\d+\s*", low)
+
+
 def parse_background(spec: str) -> Background:
     """Parse ``--background``. Raises ``ConfigError`` for malformed colours/missing images."""
     s = spec.strip()
