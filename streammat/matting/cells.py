@@ -9,22 +9,57 @@ the frame size is not a multiple of ``s``) are never selected.
 
 Pixels are gathered one cell row (``s`` pixels, contiguous in memory) at a time with flat
 ``index_select``/``index_copy_``: on the CPU that is several times faster than indexing
-with three broadcast index tensors. All functions take torch tensors on any device.
+with three broadcast index tensors. Those functions take torch tensors on any device.
+
+The host functions (``*_array``, after them) do the same on numpy arrays with OpenCV for
+the CPU path, which never imports torch: a selected cell is a block of a strided view
+(``cell_blocks``), gathered and written with one numpy index each.
 """
 
 from __future__ import annotations
 
 import bisect
+import functools
+from typing import TYPE_CHECKING, Any
 
-import torch
-import torch.nn.functional as F
+import numpy as np
 
-__all__ = ["CELL", "Cells", "box_mean", "edge_cells", "grid_size", "sample"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "CELL",
+    "Cells",
+    "box_mean",
+    "edge_cells",
+    "grid_size",
+    "sample",
+    "box_mean_array",
+    "check_frames",
+    "cell_blocks",
+    "gather_cells",
+    "put_cells",
+    "edge_cells_array",
+    "sample_array",
+    "upsample_array",
+]
 
 #: the cell size (pixels) in which edge bands are chosen and pixels rewritten
 CELL = 8
 #: coarse mask values (0..1) that count as "edge": neither background nor foreground
 _EDGE_LO, _EDGE_HI = 0.02, 0.98
+
+
+def check_frames(images: Any, alpha: Any) -> None:
+    """``images`` ``(N,H,W,3)`` uint8 and ``alpha`` ``(N,H,W)`` uint8, torch or numpy."""
+    if images.ndim != 4 or images.shape[-1] != 3 or str(images.dtype) not in _UINT8:
+        raise ValueError(f"expected images (N,H,W,3) uint8, got {tuple(images.shape)} {images.dtype}")
+    if str(alpha.dtype) not in _UINT8 or tuple(alpha.shape) != tuple(images.shape[:3]):
+        raise ValueError(f"expected alpha {tuple(images.shape[:3])} uint8, got {tuple(alpha.shape)} {alpha.dtype}")
+
+
+#: the uint8 dtype's name in numpy and in torch
+_UINT8 = ("uint8", "torch.uint8")
 
 
 def grid_size(height: int, width: int, s: int) -> tuple[int, int]:
@@ -66,39 +101,67 @@ def box_mean(x: torch.Tensor, r: int) -> torch.Tensor:
 
 def _inverse_counts(h: int, w: int, r: int, device: torch.device) -> torch.Tensor:
     """``1 / (pixels inside each (2r+1)² window)``, ``(h,w)``."""
-    ys, xs = torch.arange(h, device=device), torch.arange(w, device=device)
-    rows = (ys + r).clamp(max=h - 1) - (ys - r).clamp(min=0) + 1
-    cols = (xs + r).clamp(max=w - 1) - (xs - r).clamp(min=0) + 1
-    return 1.0 / (rows.view(-1, 1) * cols.view(1, -1)).to(torch.float32)
+    import torch
+
+    return torch.from_numpy(_inverse_counts_array(h, w, r).copy()).to(device)
+
+
+@functools.lru_cache(maxsize=16)
+def _inverse_counts_array(h: int, w: int, r: int) -> np.ndarray:
+    """``_inverse_counts`` as a float32 numpy array. Read-only: cached."""
+    ys, xs = np.arange(h), np.arange(w)
+    rows = np.minimum(ys + r, h - 1) - np.maximum(ys - r, 0) + 1
+    cols = np.minimum(xs + r, w - 1) - np.maximum(xs - r, 0) + 1
+    inverse = np.float32(1.0) / (rows.reshape(-1, 1) * cols.reshape(1, -1)).astype(np.float32)
+    inverse.flags.writeable = False
+    return inverse
 
 
 def edge_cells(mask: torch.Tensor, *, band: int, s: int) -> torch.Tensor:
     """``(N,h,w)`` bool: the cells where the coarse mask is neither 0 nor 1 or changes to
     the next cell (an edge sharper than a cell falls between two samples), and the cells
     ``band // s`` further out."""
-    m = mask[:, 0]
-    edge = (m > _EDGE_LO) & (m < _EDGE_HI)
-    step_x = (m[:, :, 1:] - m[:, :, :-1]).abs() > _EDGE_LO  # the edge lies between two cells
-    step_y = (m[:, 1:] - m[:, :-1]).abs() > _EDGE_LO
-    edge[:, :, 1:] |= step_x
-    edge[:, :, :-1] |= step_x
-    edge[:, 1:] |= step_y
-    edge[:, :-1] |= step_y
+    edge = _edges(mask[:, 0])
     reach = band // s
     if reach == 0:
         return edge
     return box_mean(edge.unsqueeze(1).to(mask.dtype), reach)[:, 0] > 0
 
 
-def _bilinear_weights(s: int, device: torch.device) -> torch.Tensor:
-    """``(s*s, 9)``: the weights of a cell's 3×3 neighbourhood for each of its pixels, the
-    same as ``F.interpolate(mode="bilinear", align_corners=False)`` from the grid."""
-    t = (torch.arange(s, dtype=torch.float32) + 0.5) / s - 0.5  # offset from the cell centre
-    w1 = torch.zeros((s, 3), dtype=torch.float32)
-    w1[:, 0] = (-t).clamp_min(0.0)
-    w1[:, 2] = t.clamp_min(0.0)
+def _edges(m: Any) -> Any:
+    """The edge cells of coarse masks ``(N,h,w)`` in 0..1, a torch tensor or a numpy array:
+    neither 0 nor 1, or a step to the next cell (an edge sharper than a cell falls between
+    two samples)."""
+    edge = (m > _EDGE_LO) & (m < _EDGE_HI)
+    step_x = abs(m[:, :, 1:] - m[:, :, :-1]) > _EDGE_LO
+    step_y = abs(m[:, 1:] - m[:, :-1]) > _EDGE_LO
+    edge[:, :, 1:] |= step_x
+    edge[:, :, :-1] |= step_x
+    edge[:, 1:] |= step_y
+    edge[:, :-1] |= step_y
+    return edge
+
+
+@functools.lru_cache(maxsize=4)
+def _bilinear_weights_array(s: int) -> np.ndarray:
+    """``(s*s, 9)`` float32: the weights of a cell's 3×3 neighbourhood for each of its
+    pixels, the same as ``F.interpolate(mode="bilinear", align_corners=False)`` (or
+    ``cv2.resize``'s ``INTER_LINEAR``) from the grid. Read-only: cached."""
+    t = (np.arange(s, dtype=np.float32) + np.float32(0.5)) / np.float32(s) - np.float32(0.5)  # from the centre
+    w1 = np.zeros((s, 3), dtype=np.float32)
+    w1[:, 0] = np.maximum(-t, 0.0)
+    w1[:, 2] = np.maximum(t, 0.0)
     w1[:, 1] = 1.0 - w1[:, 0] - w1[:, 2]
-    return torch.einsum("au,bv->abuv", w1, w1).reshape(s * s, 9).to(device)
+    weights = np.einsum("au,bv->abuv", w1, w1).reshape(s * s, 9)
+    weights.flags.writeable = False
+    return weights
+
+
+def _bilinear_weights(s: int, device: torch.device) -> torch.Tensor:
+    """``_bilinear_weights_array`` as a torch tensor on ``device``."""
+    import torch
+
+    return torch.from_numpy(_bilinear_weights_array(s).copy()).to(device)
 
 
 def _cell_rows(full: torch.Tensor, s: int, w: int) -> torch.Tensor:
@@ -117,6 +180,8 @@ def _words(rows: torch.Tensor) -> torch.Tensor | None:
     of aligned words: gathering and writing one word (8 pixels of a uint8 mask) moves a cell
     row several times faster than copying 8 one-byte elements. (Rows of several words, as
     RGB ones, gain nothing: ``index_select`` of whole rows is as fast.)"""
+    import torch
+
     size = rows.shape[1] * rows.element_size()
     if rows.ndim != 2 or size % 8 or rows.data_ptr() % 8 or not rows.is_contiguous():
         return None
@@ -128,6 +193,8 @@ class Cells:
     frame by frame in grid order; ``span(i)`` is the range of frame ``i``'s cells."""
 
     def __init__(self, selected: torch.Tensor, s: int) -> None:
+        import torch
+
         self.s = s
         n_frames, h, w = selected.shape
         self.grid = (h, w)
@@ -212,6 +279,8 @@ class Cells:
     def put(self, full: torch.Tensor, values: torch.Tensor, cells: slice = slice(None)) -> None:
         """Write ``values`` ``(K,s*s)`` into the packed ``cells`` (default: all) of ``full``
         ``(N,H,W)``, which must be contiguous (it is written through a view)."""
+        import torch
+
         if not full.is_contiguous():
             raise ValueError("expected a contiguous tensor to write cells into")
         rows = _cell_rows(full, self.s, self.grid[1])
@@ -231,6 +300,8 @@ class Cells:
         """Bilinear values of the grid ``low`` ``(N,C,h,w)`` at the packed ``cells``' pixels
         (default: all), channels first: ``(C,K,s*s)`` (borders replicated, as
         ``F.interpolate`` does)."""
+        import torch.nn.functional as F
+
         c = low.shape[1]
         a, b = self._bounds(cells)
         nb = self._nb[a * 9 : b * 9]
@@ -238,3 +309,123 @@ class Cells:
         padded = F.pad(low.transpose(0, 1), (1, 1, 1, 1), mode="replicate").reshape(c, -1)
         picked = padded.index_select(1, nb).view(c * (b - a), 9)
         return (picked @ self._weights.T).view(c, b - a, self.s * self.s)  # one GEMM
+
+
+# -- host arrays (numpy and OpenCV) ------------------------------------------------------
+
+
+def sample_array(x: np.ndarray, s: int) -> np.ndarray:
+    """``sample`` of a numpy array ``(N,H,W,...)``: the centre pixel of every cell, contiguous."""
+    import cv2
+
+    h, w = grid_size(x.shape[1], x.shape[2], s)
+    c = s // 2
+    if min(x.shape[1:3]) < s:  # not one whole cell: the centre pixels that exist
+        return np.ascontiguousarray(x[:, c : c + (h - 1) * s + 1 : s, c : c + (w - 1) * s + 1 : s])
+    # the pixel nearest each cell's centre, ``floor((j + 0.5) * s) = j*s + s//2``: ~6x
+    # faster here than numpy's strided copy of 3-byte pixels
+    out = np.empty((x.shape[0], h, w, *x.shape[3:]), x.dtype)
+    for frame, dst in zip(x, out, strict=True):
+        cv2.resize(frame[: h * s, : w * s], (w, h), dst=dst, interpolation=cv2.INTER_NEAREST_EXACT)
+    return out
+
+
+#: the most channels OpenCV's Python binding passes in one image (more fail in its conversion)
+_CV_CHANNELS = 128
+
+
+def box_mean_array(x: np.ndarray, r: int) -> np.ndarray:
+    """``box_mean`` of a float32 array ``(h,w)`` or ``(h,w,C)``, channels last as OpenCV
+    takes them: window sums with zeros outside the frame (``cv2.boxFilter``), times the
+    inverse of how many pixels each window holds inside it."""
+    import cv2
+
+    h, w = x.shape[:2]
+    planes = x.reshape(h, w, -1)
+    sums = np.empty_like(planes)
+    for a in range(0, planes.shape[2], _CV_CHANNELS):
+        part = np.ascontiguousarray(planes[..., a : a + _CV_CHANNELS])
+        window = (2 * r + 1, 2 * r + 1)
+        summed = cv2.boxFilter(part, -1, window, normalize=False, borderType=cv2.BORDER_CONSTANT)
+        sums[..., a : a + _CV_CHANNELS] = summed.reshape(part.shape)
+    sums *= _inverse_counts_array(h, w, r)[..., None]
+    return sums.reshape(x.shape)
+
+
+def edge_cells_array(mask: np.ndarray, *, band: int, s: int) -> np.ndarray:
+    """``edge_cells`` of coarse masks ``(N,h,w)`` float32 in 0..1 → ``(N,h,w)`` bool; the
+    band is a dilation (a window's mean is above 0 where any cell in it is)."""
+    import cv2
+
+    edge = _edges(mask)
+    reach = band // s
+    if reach == 0:
+        return edge
+    kernel = np.ones((2 * reach + 1, 2 * reach + 1), np.uint8)
+    grown = [cv2.dilate(e.view(np.uint8), kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0) for e in edge]
+    return np.stack(grown).view(bool)
+
+
+def cell_blocks(x: np.ndarray, s: int) -> np.ndarray:
+    """The whole ``s×s`` cells of ``x`` ``(N,H,W,...)`` as a view ``(N,h,s,w,s,...)``:
+    ``blocks[n, i, :, j]`` is cell ``(i, j)`` of frame ``n``, ``(s,s,...)``."""
+    n, height, width = x.shape[:3]
+    sn, sh, sw = x.strides[:3]
+    shape = (n, height // s, s, width // s, s, *x.shape[3:])
+    strides = (sn, s * sh, sh, s * sw, sw, *x.strides[3:])
+    return np.lib.stride_tricks.as_strided(x, shape, strides, writeable=x.flags.writeable)
+
+
+def gather_cells(x: np.ndarray, n: np.ndarray, i: np.ndarray, j: np.ndarray, s: int) -> np.ndarray:
+    """The cells ``(n, i, j)`` of ``x`` ``(N,H,W,...)``: a copy ``(K,s,s,...)``."""
+    words = _cell_words(x, s)
+    if words is None:
+        return cell_blocks(x, s)[n, i, :, j]
+    rows = words.take(_row_index(x, n, i, j, s), axis=0)
+    return rows.view(x.dtype).reshape(n.size, s, s, *x.shape[3:])
+
+
+def put_cells(x: np.ndarray, values: np.ndarray, n: np.ndarray, i: np.ndarray, j: np.ndarray, s: int) -> None:
+    """Write ``values`` ``(K,s,s,...)`` into the cells ``(n, i, j)`` of ``x``."""
+    words = _cell_words(x, s)
+    if words is None:
+        cell_blocks(x, s)[n, i, :, j] = values
+        return
+    values = np.ascontiguousarray(values, dtype=x.dtype)
+    words[_row_index(x, n, i, j, s)] = values.reshape(-1).view(np.int64).reshape(-1, words.shape[1])
+
+
+def _cell_words(x: np.ndarray, s: int) -> np.ndarray | None:
+    """``x`` as 2-D rows of 8-byte words, one row per cell row (``s`` pixels), when the
+    frame width is a whole number of cells and a cell row a whole number of words: numpy
+    moves a cell row of a uint8 mask as one word ~8x faster than as ``s`` bytes (the
+    host version of ``_words``)."""
+    row_bytes = s * x.itemsize * int(np.prod(x.shape[3:], dtype=np.int64))
+    if x.shape[2] % s or row_bytes % 8 or not x.flags.c_contiguous or x.size == 0:
+        return None
+    return x.reshape(-1).view(np.int64).reshape(-1, row_bytes // 8)
+
+
+def _row_index(x: np.ndarray, n: np.ndarray, i: np.ndarray, j: np.ndarray, s: int) -> np.ndarray:
+    """The rows of ``_cell_words(x, s)`` that hold the cells ``(n, i, j)``, cell by cell."""
+    height, w = x.shape[1], x.shape[2] // s
+    first = (n * height + i * s) * w + j  # the first row of each cell
+    return (first[:, None] + np.arange(s) * w).reshape(-1)
+
+
+def upsample_array(low: np.ndarray, n: np.ndarray, i: np.ndarray, j: np.ndarray, s: int) -> np.ndarray:
+    """Bilinear values of the grid ``low`` ``(C,N,h,w)`` float32 (planes first) at the pixels
+    of the cells ``(n, i, j)``: ``(C,K,s*s)`` (borders replicated, as ``cv2.resize`` does).
+    One product of every cell's 3×3 neighbourhood with ``_bilinear_weights_array``, by
+    ``cv2.gemm``: numpy's BLAS threads keep spinning after a call, taking a core from the
+    model for a millisecond each time."""
+    import cv2
+
+    c, frames, h, w = low.shape
+    padded = np.pad(low, ((0, 0), (0, 0), (1, 1), (1, 1)), mode="edge").reshape(c, -1)
+    d = np.arange(3)
+    near = ((n * (h + 2) + i)[:, None, None] + d[:, None]) * (w + 2) + j[:, None, None] + d  # (K,3,3)
+    picked = padded.take(near.reshape(-1), axis=1).reshape(c * n.size, 9)
+    if picked.shape[0] == 0:
+        return np.empty((c, 0, s * s), np.float32)
+    return cv2.gemm(picked, _bilinear_weights_array(s), 1.0, None, 0.0, flags=cv2.GEMM_2_T).reshape(c, n.size, s * s)
