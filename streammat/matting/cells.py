@@ -416,16 +416,18 @@ def _row_index(x: np.ndarray, n: np.ndarray, i: np.ndarray, j: np.ndarray, s: in
 def upsample_array(low: np.ndarray, n: np.ndarray, i: np.ndarray, j: np.ndarray, s: int) -> np.ndarray:
     """Bilinear values of the grid ``low`` ``(C,N,h,w)`` float32 (planes first) at the pixels
     of the cells ``(n, i, j)``: ``(C,K,s*s)`` (borders replicated, as ``cv2.resize`` does).
-    One product of every cell's 3×3 neighbourhood with ``_bilinear_weights_array``, by
-    ``cv2.gemm``: numpy's BLAS threads keep spinning after a call, taking a core from the
-    model for a millisecond each time."""
+
+    Every cell's 3×3 neighbourhood times ``_bilinear_weights_array``, as ``cv2.transform``
+    of a 9-channel image: a matrix product per pixel on one thread. A GEMM (numpy's or
+    ``cv2.gemm``) goes to OpenBLAS, whose idle threads then spin for a while, taking CPU
+    time from the model running beside it."""
     import cv2
 
     c, frames, h, w = low.shape
     padded = np.pad(low, ((0, 0), (0, 0), (1, 1), (1, 1)), mode="edge").reshape(c, -1)
     d = np.arange(3)
     near = ((n * (h + 2) + i)[:, None, None] + d[:, None]) * (w + 2) + j[:, None, None] + d  # (K,3,3)
-    picked = padded.take(near.reshape(-1), axis=1).reshape(c * n.size, 9)
-    if picked.shape[0] == 0:
+    if n.size == 0:
         return np.empty((c, 0, s * s), np.float32)
-    return cv2.gemm(picked, _bilinear_weights_array(s), 1.0, None, 0.0, flags=cv2.GEMM_2_T).reshape(c, n.size, s * s)
+    picked = padded.take(near.reshape(-1), axis=1).reshape(c * n.size, 1, 9)
+    return cv2.transform(picked, _bilinear_weights_array(s)).reshape(c, n.size, s * s)
