@@ -16,17 +16,8 @@ import pytest
 import torch
 
 from streammat.frames import Batch, MattedBatch
-from streammat.matting.cells import (
-    CELL,
-    box_mean,
-    box_mean_array,
-    edge_cells,
-    edge_cells_array,
-    gather_cells,
-    put_cells,
-    sample,
-    sample_array,
-)
+from streammat.matting.cells import CELL, gather_cells, put_cells
+from streammat.matting.grid import box_mean, box_mean_array, edge_cells, edge_cells_array, sample, sample_array
 from streammat.matting.motion import MotionSmoother
 from streammat.matting.refine import guided_refine, guided_refine_array
 from streammat.matting.temporal import TemporalMatter

@@ -1,145 +1,37 @@
-"""A coarse grid of ``s×s`` pixel cells: compute at low resolution, write back only where needed.
+"""The selected cells of a coarse grid of ``s×s`` pixels: write back only where needed.
 
 Edge refinement and temporal smoothing change a matte only near its edges, a few percent
 of a frame's pixels. Doing their arithmetic on every full-resolution pixel of a 720p batch
 costs more than the model run, so both work on a grid ``s`` times coarser (the "Fast
 Guided Filter" idea) and bring their results back to full resolution with bilinear
-interpolation in the selected cells only. Rows and columns past the last whole cell (when
-the frame size is not a multiple of ``s``) are never selected.
+interpolation in the selected cells only (the grid itself: ``grid.py``). Rows and columns
+past the last whole cell (when the frame size is not a multiple of ``s``) are never
+selected.
 
 Pixels are gathered one cell row (``s`` pixels, contiguous in memory) at a time with flat
 ``index_select``/``index_copy_``: on the CPU that is several times faster than indexing
 with three broadcast index tensors. Those functions take torch tensors on any device.
 
-The host functions (``*_array``, after them) do the same on numpy arrays with OpenCV for
-the CPU path, which never imports torch: a selected cell is a block of a strided view
-(``cell_blocks``), gathered and written with one numpy index each.
+The host functions (after them) do the same on numpy arrays for the CPU path, which never
+imports torch: cell rows are gathered and written as 8-byte words where the frame width
+allows (``gather_cells``, ``put_cells``), else as blocks of a strided view (``cell_blocks``).
 """
 
 from __future__ import annotations
 
 import bisect
 import functools
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = [
-    "CELL",
-    "Cells",
-    "box_mean",
-    "edge_cells",
-    "grid_size",
-    "sample",
-    "box_mean_array",
-    "check_frames",
-    "cell_blocks",
-    "gather_cells",
-    "put_cells",
-    "edge_cells_array",
-    "sample_array",
-    "upsample_array",
-]
+__all__ = ["CELL", "Cells", "cell_blocks", "gather_cells", "put_cells", "upsample_array"]
 
 #: the cell size (pixels) in which edge bands are chosen and pixels rewritten
 CELL = 8
-#: coarse mask values (0..1) that count as "edge": neither background nor foreground
-_EDGE_LO, _EDGE_HI = 0.02, 0.98
-
-
-def check_frames(images: Any, alpha: Any) -> None:
-    """``images`` ``(N,H,W,3)`` uint8 and ``alpha`` ``(N,H,W)`` uint8, torch or numpy."""
-    if images.ndim != 4 or images.shape[-1] != 3 or str(images.dtype) not in _UINT8:
-        raise ValueError(f"expected images (N,H,W,3) uint8, got {tuple(images.shape)} {images.dtype}")
-    if str(alpha.dtype) not in _UINT8 or tuple(alpha.shape) != tuple(images.shape[:3]):
-        raise ValueError(f"expected alpha {tuple(images.shape[:3])} uint8, got {tuple(alpha.shape)} {alpha.dtype}")
-
-
-#: the uint8 dtype's name in numpy and in torch
-_UINT8 = ("uint8", "torch.uint8")
-
-
-def grid_size(height: int, width: int, s: int) -> tuple[int, int]:
-    """The number of whole ``s×s`` cells down and across a ``height×width`` frame."""
-    return max(1, height // s), max(1, width // s)
-
-
-def sample(x: torch.Tensor, s: int) -> torch.Tensor:
-    """The centre pixel of every cell: ``(N,H,W,...)`` → ``(N,H//s,W//s,...)``, contiguous.
-
-    Rows first (whole rows copy fast), then columns from that small copy: on the CPU
-    ~7× faster than one strided gather, and ~7× faster than an antialiased resize.
-    Mattes upsampled from a model's coarse output are smooth, so one sample per cell
-    represents them; for colours, the guided filter's and the smoother's box means
-    average the sensor noise of neighbouring samples."""
-    h, w = grid_size(x.shape[1], x.shape[2], s)
-    c = s // 2
-    rows = x[:, c : c + (h - 1) * s + 1 : s].contiguous()  # (N,h,W,...)
-    if x.shape[2] == w * s:
-        return rows.view(x.shape[0], h, w, s, *x.shape[3:])[:, :, :, c].contiguous()
-    return rows[:, :, c : c + (w - 1) * s + 1 : s].contiguous()
-
-
-def box_mean(x: torch.Tensor, r: int) -> torch.Tensor:
-    """Mean of ``(N,C,h,w)`` over ``(2r+1)²`` windows, averaging only what lies inside the
-    frame at its borders. Shifted in-place sums: on the CPU, several times faster than
-    pooling or running sums for the small radii used on coarse grids."""
-    h, w = x.shape[-2:]
-    y = x.clone()
-    for d in range(1, min(r, h - 1) + 1):
-        y[..., d:, :] += x[..., :-d, :]
-        y[..., :-d, :] += x[..., d:, :]
-    z = y.clone()
-    for d in range(1, min(r, w - 1) + 1):
-        z[..., d:] += y[..., :-d]
-        z[..., :-d] += y[..., d:]
-    return z.mul_(_inverse_counts(h, w, r, x.device))
-
-
-def _inverse_counts(h: int, w: int, r: int, device: torch.device) -> torch.Tensor:
-    """``1 / (pixels inside each (2r+1)² window)``, ``(h,w)``."""
-    import torch
-
-    return torch.from_numpy(_inverse_counts_array(h, w, r).copy()).to(device)
-
-
-@functools.lru_cache(maxsize=16)
-def _inverse_counts_array(h: int, w: int, r: int) -> np.ndarray:
-    """``_inverse_counts`` as a float32 numpy array. Read-only: cached."""
-    ys, xs = np.arange(h), np.arange(w)
-    rows = np.minimum(ys + r, h - 1) - np.maximum(ys - r, 0) + 1
-    cols = np.minimum(xs + r, w - 1) - np.maximum(xs - r, 0) + 1
-    inverse = np.float32(1.0) / (rows.reshape(-1, 1) * cols.reshape(1, -1)).astype(np.float32)
-    inverse.flags.writeable = False
-    return inverse
-
-
-def edge_cells(mask: torch.Tensor, *, band: int, s: int) -> torch.Tensor:
-    """``(N,h,w)`` bool: the cells where the coarse mask is neither 0 nor 1 or changes to
-    the next cell (an edge sharper than a cell falls between two samples), and the cells
-    ``band // s`` further out."""
-    edge = _edges(mask[:, 0])
-    reach = band // s
-    if reach == 0:
-        return edge
-    return box_mean(edge.unsqueeze(1).to(mask.dtype), reach)[:, 0] > 0
-
-
-def _edges(m: Any) -> Any:
-    """The edge cells of coarse masks ``(N,h,w)`` in 0..1, a torch tensor or a numpy array:
-    neither 0 nor 1, or a step to the next cell (an edge sharper than a cell falls between
-    two samples)."""
-    edge = (m > _EDGE_LO) & (m < _EDGE_HI)
-    step_x = abs(m[:, :, 1:] - m[:, :, :-1]) > _EDGE_LO
-    step_y = abs(m[:, 1:] - m[:, :-1]) > _EDGE_LO
-    edge[:, :, 1:] |= step_x
-    edge[:, :, :-1] |= step_x
-    edge[:, 1:] |= step_y
-    edge[:, :-1] |= step_y
-    return edge
 
 
 @functools.lru_cache(maxsize=4)
@@ -314,58 +206,6 @@ class Cells:
 # -- host arrays (numpy and OpenCV) ------------------------------------------------------
 
 
-def sample_array(x: np.ndarray, s: int) -> np.ndarray:
-    """``sample`` of a numpy array ``(N,H,W,...)``: the centre pixel of every cell, contiguous."""
-    import cv2
-
-    h, w = grid_size(x.shape[1], x.shape[2], s)
-    c = s // 2
-    if min(x.shape[1:3]) < s:  # not one whole cell: the centre pixels that exist
-        return np.ascontiguousarray(x[:, c : c + (h - 1) * s + 1 : s, c : c + (w - 1) * s + 1 : s])
-    # the pixel nearest each cell's centre, ``floor((j + 0.5) * s) = j*s + s//2``: ~6x
-    # faster here than numpy's strided copy of 3-byte pixels
-    out = np.empty((x.shape[0], h, w, *x.shape[3:]), x.dtype)
-    for frame, dst in zip(x, out, strict=True):
-        cv2.resize(frame[: h * s, : w * s], (w, h), dst=dst, interpolation=cv2.INTER_NEAREST_EXACT)
-    return out
-
-
-#: the most channels OpenCV's Python binding passes in one image (more fail in its conversion)
-_CV_CHANNELS = 128
-
-
-def box_mean_array(x: np.ndarray, r: int) -> np.ndarray:
-    """``box_mean`` of a float32 array ``(h,w)`` or ``(h,w,C)``, channels last as OpenCV
-    takes them: window sums with zeros outside the frame (``cv2.boxFilter``), times the
-    inverse of how many pixels each window holds inside it."""
-    import cv2
-
-    h, w = x.shape[:2]
-    planes = x.reshape(h, w, -1)
-    sums = np.empty_like(planes)
-    for a in range(0, planes.shape[2], _CV_CHANNELS):
-        part = np.ascontiguousarray(planes[..., a : a + _CV_CHANNELS])
-        window = (2 * r + 1, 2 * r + 1)
-        summed = cv2.boxFilter(part, -1, window, normalize=False, borderType=cv2.BORDER_CONSTANT)
-        sums[..., a : a + _CV_CHANNELS] = summed.reshape(part.shape)
-    sums *= _inverse_counts_array(h, w, r)[..., None]
-    return sums.reshape(x.shape)
-
-
-def edge_cells_array(mask: np.ndarray, *, band: int, s: int) -> np.ndarray:
-    """``edge_cells`` of coarse masks ``(N,h,w)`` float32 in 0..1 → ``(N,h,w)`` bool; the
-    band is a dilation (a window's mean is above 0 where any cell in it is)."""
-    import cv2
-
-    edge = _edges(mask)
-    reach = band // s
-    if reach == 0:
-        return edge
-    kernel = np.ones((2 * reach + 1, 2 * reach + 1), np.uint8)
-    grown = [cv2.dilate(e.view(np.uint8), kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0) for e in edge]
-    return np.stack(grown).view(bool)
-
-
 def cell_blocks(x: np.ndarray, s: int) -> np.ndarray:
     """The whole ``s×s`` cells of ``x`` ``(N,H,W,...)`` as a view ``(N,h,s,w,s,...)``:
     ``blocks[n, i, :, j]`` is cell ``(i, j)`` of frame ``n``, ``(s,s,...)``."""
@@ -424,7 +264,13 @@ def upsample_array(low: np.ndarray, n: np.ndarray, i: np.ndarray, j: np.ndarray,
     import cv2
 
     c, frames, h, w = low.shape
-    padded = np.pad(low, ((0, 0), (0, 0), (1, 1), (1, 1)), mode="edge").reshape(c, -1)
+    padded = np.empty((c, frames, h + 2, w + 2), np.float32)  # edges replicated (``np.pad`` is slower)
+    padded[:, :, 1:-1, 1:-1] = low
+    padded[:, :, 0, 1:-1] = low[:, :, 0]
+    padded[:, :, -1, 1:-1] = low[:, :, -1]
+    padded[:, :, :, 0] = padded[:, :, :, 1]
+    padded[:, :, :, -1] = padded[:, :, :, -2]
+    padded = padded.reshape(c, -1)
     d = np.arange(3)
     near = ((n * (h + 2) + i)[:, None, None] + d[:, None]) * (w + 2) + j[:, None, None] + d  # (K,3,3)
     if n.size == 0:

@@ -10,7 +10,7 @@ largest of the four in each 8×8 cell). Still
 regions get the full ``strength``; where the frame changed by ``motion`` grey levels or
 more, the new mask is taken as is.
 
-Only pixels near the matte's edges are blended (the cells of ``cells.edge_cells`` in this
+Only pixels near the matte's edges are blended (the cells of ``grid.edge_cells`` in this
 frame or the previous one): elsewhere the mask is flat 0 or 255 and there is nothing to
 smooth. Measured on the 720p clips of ``scripts/bench_quality.py``: blending a coarse
 grid and interpolating the correction left two thirds of the flicker, because the model's
@@ -28,20 +28,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import ConfigError
-from .cells import (
-    CELL,
-    Cells,
+from .cells import CELL, Cells, gather_cells, put_cells, upsample_array
+from .grid import (
     box_mean,
     box_mean_array,
     check_frames,
     edge_cells,
     edge_cells_array,
-    gather_cells,
     grid_size,
-    put_cells,
     sample,
     sample_array,
-    upsample_array,
 )
 
 if TYPE_CHECKING:
@@ -221,6 +217,9 @@ _HOST = "host"
 
 
 def _lerp(start: np.ndarray, end: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    """``torch.lerp`` in numpy: from the nearer end, as torch computes it."""
+    """``start + weight * (end - start)``, in place in a new array (``torch.lerp`` computes
+    weights of 0.5 and more from the other end: the two may round a value an ulp apart)."""
     step = end - start
-    return np.where(weight < 0.5, start + weight * step, end - step * (np.float32(1.0) - weight))
+    step *= weight
+    step += start
+    return step

@@ -24,19 +24,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import ConfigError
-from .cells import (
-    CELL,
-    Cells,
+from .cells import CELL, Cells, gather_cells, put_cells, upsample_array
+from .grid import (
     box_mean,
     box_mean_array,
     check_frames,
     edge_cells,
     edge_cells_array,
-    gather_cells,
-    put_cells,
     sample,
     sample_array,
-    upsample_array,
 )
 
 if TYPE_CHECKING:
