@@ -253,16 +253,17 @@ def _row_index(x: np.ndarray, n: np.ndarray, i: np.ndarray, j: np.ndarray, s: in
     return (first[:, None] + np.arange(s) * w).reshape(-1)
 
 
+#: the most multiply-adds OpenBLAS computes on the calling thread (its GEMM multithreading
+#: threshold, 4 × 65536): a larger product wakes its threads, which then spin for up to
+#: ~0.1 s taking a core from the model running beside them
+_ONE_THREAD_PRODUCT = 4 * 65536
+
+
 def upsample_array(low: np.ndarray, n: np.ndarray, i: np.ndarray, j: np.ndarray, s: int) -> np.ndarray:
     """Bilinear values of the grid ``low`` ``(C,N,h,w)`` float32 (planes first) at the pixels
     of the cells ``(n, i, j)``: ``(C,K,s*s)`` (borders replicated, as ``cv2.resize`` does).
-
-    Every cell's 3×3 neighbourhood times ``_bilinear_weights_array``, as ``cv2.transform``
-    of a 9-channel image: a matrix product per pixel on one thread. A GEMM (numpy's or
-    ``cv2.gemm``) goes to OpenBLAS, whose idle threads then spin for a while, taking CPU
-    time from the model running beside it."""
-    import cv2
-
+    Every cell's 3×3 neighbourhood times ``_bilinear_weights_array``, in products small
+    enough to stay on this thread (``cv2.transform`` does it on one thread too, 5x slower)."""
     c, frames, h, w = low.shape
     padded = np.empty((c, frames, h + 2, w + 2), np.float32)  # edges replicated (``np.pad`` is slower)
     padded[:, :, 1:-1, 1:-1] = low
@@ -270,10 +271,12 @@ def upsample_array(low: np.ndarray, n: np.ndarray, i: np.ndarray, j: np.ndarray,
     padded[:, :, -1, 1:-1] = low[:, :, -1]
     padded[:, :, :, 0] = padded[:, :, :, 1]
     padded[:, :, :, -1] = padded[:, :, :, -2]
-    padded = padded.reshape(c, -1)
     d = np.arange(3)
     near = ((n * (h + 2) + i)[:, None, None] + d[:, None]) * (w + 2) + j[:, None, None] + d  # (K,3,3)
-    if n.size == 0:
-        return np.empty((c, 0, s * s), np.float32)
-    picked = padded.take(near.reshape(-1), axis=1).reshape(c * n.size, 1, 9)
-    return cv2.transform(picked, _bilinear_weights_array(s)).reshape(c, n.size, s * s)
+    picked = padded.reshape(c, -1).take(near.reshape(-1), axis=1).reshape(c * n.size, 9)
+    weights = np.ascontiguousarray(_bilinear_weights_array(s).T)  # (9,s*s)
+    out = np.empty((c * n.size, s * s), np.float32)
+    rows = max(1, _ONE_THREAD_PRODUCT // weights.size)
+    for a in range(0, len(picked), rows):
+        np.matmul(picked[a : a + rows], weights, out=out[a : a + rows])
+    return out.reshape(c, n.size, s * s)

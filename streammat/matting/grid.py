@@ -17,7 +17,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "box_mean",
-    "box_mean_array",
     "check_frames",
     "edge_cells",
     "edge_cells_array",
@@ -65,20 +64,23 @@ def sample(x: torch.Tensor, s: int) -> torch.Tensor:
     return rows[:, :, c : c + (w - 1) * s + 1 : s].contiguous()
 
 
-def box_mean(x: torch.Tensor, r: int) -> torch.Tensor:
-    """Mean of ``(N,C,h,w)`` over ``(2r+1)²`` windows, averaging only what lies inside the
-    frame at its borders. Shifted in-place sums: on the CPU, several times faster than
-    pooling or running sums for the small radii used on coarse grids."""
+def box_mean(x: Any, r: int) -> Any:
+    """Mean of ``(...,h,w)`` over ``(2r+1)²`` windows of the last two axes, averaging only
+    what lies inside the frame at its borders; a torch tensor or a numpy array. Shifted
+    in-place sums: on the CPU, several times faster than pooling or running sums for the
+    small radii used on coarse grids (and than ``cv2.boxFilter`` over many planes)."""
     h, w = x.shape[-2:]
-    y = x.clone()
+    host = isinstance(x, np.ndarray)
+    y = x.copy() if host else x.clone()
     for d in range(1, min(r, h - 1) + 1):
         y[..., d:, :] += x[..., :-d, :]
         y[..., :-d, :] += x[..., d:, :]
-    z = y.clone()
+    z = y.copy() if host else y.clone()
     for d in range(1, min(r, w - 1) + 1):
         z[..., d:] += y[..., :-d]
         z[..., :-d] += y[..., d:]
-    return z.mul_(_inverse_counts(h, w, r, x.device))
+    z *= _inverse_counts_array(h, w, r) if host else _inverse_counts(h, w, r, x.device)
+    return z
 
 
 def _inverse_counts(h: int, w: int, r: int, device: torch.device) -> torch.Tensor:
@@ -138,28 +140,6 @@ def sample_array(x: np.ndarray, s: int) -> np.ndarray:
     for frame, dst in zip(x, out, strict=True):
         cv2.resize(frame[: h * s, : w * s], (w, h), dst=dst, interpolation=cv2.INTER_NEAREST_EXACT)
     return out
-
-
-#: the most channels OpenCV's Python binding passes in one image (more fail in its conversion)
-_CV_CHANNELS = 128
-
-
-def box_mean_array(x: np.ndarray, r: int) -> np.ndarray:
-    """``box_mean`` of a float32 array ``(h,w)`` or ``(h,w,C)``, channels last as OpenCV
-    takes them: window sums with zeros outside the frame (``cv2.boxFilter``), times the
-    inverse of how many pixels each window holds inside it."""
-    import cv2
-
-    h, w = x.shape[:2]
-    planes = x.reshape(h, w, -1)
-    sums = np.empty_like(planes)
-    for a in range(0, planes.shape[2], _CV_CHANNELS):
-        part = np.ascontiguousarray(planes[..., a : a + _CV_CHANNELS])
-        window = (2 * r + 1, 2 * r + 1)
-        summed = cv2.boxFilter(part, -1, window, normalize=False, borderType=cv2.BORDER_CONSTANT)
-        sums[..., a : a + _CV_CHANNELS] = summed.reshape(part.shape)
-    sums *= _inverse_counts_array(h, w, r)[..., None]
-    return sums.reshape(x.shape)
 
 
 def edge_cells_array(mask: np.ndarray, *, band: int, s: int) -> np.ndarray:

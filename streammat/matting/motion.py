@@ -31,7 +31,6 @@ from ..errors import ConfigError
 from .cells import CELL, Cells, gather_cells, put_cells, upsample_array
 from .grid import (
     box_mean,
-    box_mean_array,
     check_frames,
     edge_cells,
     edge_cells_array,
@@ -198,7 +197,7 @@ class MotionSmoother:
         for f, colour in enumerate(sample_array(images, s // 2)):
             grey = cv2.transform(colour.astype(np.float32), luma)  # (2h,2w)
             previous = grey if self._grey is None else self._grey
-            change = box_mean_array(cv2.absdiff(grey, previous), 1)[: 2 * h, : 2 * w]
+            change = box_mean(cv2.absdiff(grey, previous), 1)[: 2 * h, : 2 * w]
             change = np.maximum(  # pairs of rows and columns: the four sub-cells
                 np.maximum(change[0::2, 0::2], change[0::2, 1::2]),
                 np.maximum(change[1::2, 0::2], change[1::2, 1::2]),

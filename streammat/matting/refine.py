@@ -27,7 +27,6 @@ from ..errors import ConfigError
 from .cells import CELL, Cells, gather_cells, put_cells, upsample_array
 from .grid import (
     box_mean,
-    box_mean_array,
     check_frames,
     edge_cells,
     edge_cells_array,
@@ -266,9 +265,5 @@ def _coefficients_planes(planes: list[np.ndarray], r: int, eps: float) -> np.nda
 
 
 def _planes_box_mean(planes: list[np.ndarray], r: int) -> np.ndarray:
-    """``box_mean_array`` of each ``(h,w)`` plane of the ``(N,h,w)`` planes → ``(C,N,h,w)``:
-    every frame's planes as the channels of one image, so one box filter does the batch."""
-    n, h, w = planes[0].shape
-    image = np.stack([plane.transpose(1, 2, 0) for plane in planes], axis=-1).reshape(h, w, -1)
-    means = box_mean_array(image, r).reshape(h, w, n, len(planes))
-    return np.ascontiguousarray(means.transpose(3, 2, 0, 1))
+    """``box_mean`` of each ``(N,h,w)`` plane → ``(C,N,h,w)``."""
+    return box_mean(np.stack(planes), r)
