@@ -9,7 +9,8 @@ controls are timed: the true alpha of ``streammat.quality.clips``' moving clip s
 a 256×144 grid (a model's soft, blobby edges) over its frames (a person over a scrolling
 texture, camera noise, H.264). Cases: the service's (640×480 streams, batches of one
 frame, live's default smoothing) and files' (720p, batches of 8, refinement and motion
-smoothing). Each measurement runs in a fresh process; processes alternate between the two
+smoothing). Thread pools are sized as the pipeline sizes them (``plan_threads``). Each
+measurement runs in a fresh process; processes alternate between the two
 versions so the load of a shared machine weighs on both alike. Per batch: the median
 wall time and the median CPU time of the process (all threads: a library's idle threads
 that spin count). Prints a table and writes JSON.
@@ -52,8 +53,10 @@ def child(case: str) -> None:
     from streammat.compose import PassThrough
     from streammat.frames import Batch
     from streammat.matting.temporal import TemporalMatter
+    from streammat.matting.threads import plan_threads
     from streammat.quality.clips import make_clip
 
+    plan_threads().apply()  # torch's and OpenCV's pools sized as the pipeline and the service size them
     width, height, size, options = CASES[case]
     clip = make_clip("moving", frames=FRAMES, width=width, height=height)
     coarse = [cv2.resize(a, (256, 144), interpolation=cv2.INTER_AREA) for a in clip.alpha]
