@@ -71,6 +71,11 @@ def box_mean(x: Any, r: int) -> Any:
     small radii used on coarse grids (and than ``cv2.boxFilter`` over many planes)."""
     h, w = x.shape[-2:]
     host = isinstance(x, np.ndarray)
+    if host and x.ndim == 2:  # one plane: OpenCV's box filter, ~5x faster (zeros outside)
+        import cv2
+
+        sums = cv2.boxFilter(x, -1, (2 * r + 1, 2 * r + 1), normalize=False, borderType=cv2.BORDER_CONSTANT)
+        return cv2.multiply(sums, _inverse_counts_array(h, w, r))
     y = x.copy() if host else x.clone()
     for d in range(1, min(r, h - 1) + 1):
         y[..., d:, :] += x[..., :-d, :]
