@@ -56,11 +56,11 @@ class MotionSmoother:
     """``smoother(images, alpha) -> alpha`` per batch, batches in time order.
 
     ``images`` ``(N,H,W,3)`` uint8 and ``alpha`` ``(N,H,W)`` uint8, torch tensors on one
-    device or numpy arrays; returns the smoothed ``(N,H,W)`` uint8 alpha (in ``out`` when given; ``alpha``
-    itself works). ``strength`` in ``[0,1)`` is the weight of the previous output where
-    nothing moves (0: off); ``motion`` the grey-level change (0..255) from which a pixel
-    counts as moving. ``reset()`` forgets the history (a cut, a new stream); a change of
-    frame size, device or array kind resets it too."""
+    device or numpy arrays; returns the smoothed ``(N,H,W)`` uint8 alpha of the same kind
+    (in ``out`` when given; ``alpha`` itself works). ``strength`` in ``[0,1)`` is the
+    weight of the previous output where nothing moves (0: off); ``motion`` the grey-level
+    change (0..255) from which a pixel counts as moving. ``reset()`` forgets the history
+    (a cut, a new stream); a change of frame size, device or array kind resets it too."""
 
     def __init__(self, strength: float = DEFAULT_STRENGTH, *, motion: float = DEFAULT_MOTION) -> None:
         if not 0.0 <= strength < 1.0:
@@ -176,7 +176,7 @@ class MotionSmoother:
                 continue
             cells = frame[a:b], i[a:b], j[a:b]
             if f == 0:
-                previous = gather_cells(self._last, cells[0] * 0, *cells[1:], s)
+                previous = gather_cells(self._last, np.zeros_like(cells[0]), *cells[1:], s)  # its only frame
             else:
                 previous = gather_cells(out, cells[0] - 1, *cells[1:], s)
             now = gather_cells(out, *cells, s).reshape(b - a, s * s).astype(np.float32)

@@ -196,7 +196,6 @@ def guided_refine_array(
 ) -> np.ndarray:
     """``guided_refine`` of numpy arrays (``images`` ``(N,H,W,3)`` and ``alpha``
     ``(N,H,W)`` uint8) with OpenCV, within a grey level of it; ``out`` as there."""
-
     _check(images, alpha, radius=radius, eps=eps, band=band, subsample=subsample, levels=levels)
     if out is None:
         out = alpha.copy()
@@ -261,9 +260,5 @@ def _coefficients_planes(planes: list[np.ndarray], r: int, eps: float) -> np.nda
     red, green, blue, p = planes
     products = [red, green, blue, p, red * p, green * p, blue * p]
     products += [red * red, red * green, red * blue, green * green, green * blue, blue * blue]
-    return _planes_box_mean(_linear_coefficients(_planes_box_mean(products, r), eps), r)
-
-
-def _planes_box_mean(planes: list[np.ndarray], r: int) -> np.ndarray:
-    """``box_mean`` of each ``(N,h,w)`` plane → ``(C,N,h,w)``."""
-    return box_mean(np.stack(planes), r)
+    means = box_mean(np.stack(products), r)  # (13,N,h,w)
+    return box_mean(np.stack(_linear_coefficients(means, eps)), r)
