@@ -20,9 +20,9 @@ Every step runs where the batch's frames are: a batch on a CUDA device (``gpu.py
 ``DeviceResident`` uploads it) is matted, refined, smoothed, thresholded and feathered
 there, and its alpha stays on the device for whoever copies it back once. A batch of
 numpy arrays (what the CPU path's sources decode) is post-processed with numpy and
-OpenCV, without importing torch: torch's many small operations cost about twice as much
-CPU time there; the two agree within a grey level. A batch of torch tensors on the CPU
-(a caller's) keeps the torch code.
+OpenCV, without importing torch: torch's many small operations took 1.3 to 5 times its
+CPU time there (``scripts/bench_finish.py``); the two agree within a grey level. A batch
+of torch tensors on the CPU (a caller's) keeps the torch code.
 
 It is a staged matter like the ones it wraps: ``prepare`` picks the frames the model must
 see (``every``, gaps), ``infer`` runs the inner model, ``finish`` applies the controls,
