@@ -182,6 +182,12 @@ class Batch:
         return Batch(self._images, pts, self.time_base, self.indices, self.capture_times, self._alphas)
 
     @property
+    def array_backed(self) -> bool:
+        """True when the pixels were given as a numpy array (what the CPU stages make),
+        False for a torch tensor: tells a stage which of its two executions to run."""
+        return isinstance(self._images, np.ndarray)
+
+    @property
     def images_array(self) -> np.ndarray:
         """``images`` as a numpy array (no copy); ``ValueError`` for CUDA tensors."""
         return as_array(self._images, "images")

@@ -138,6 +138,22 @@ def test_ctrl_c_is_the_normal_end_of_a_live_recording(tmp_path, cli_env):
     assert len(times) > 3 and times[0] == 0.0, times[:3]
 
 
+def test_live_with_smoothing_and_refinement_imports_no_torch(tmp_path, cli_env):
+    """A live recording on the CPU, smoothed (live's default) and refined, never imports
+    torch (about 2 s of start-up on its own): the matte controls run on numpy arrays with
+    OpenCV. ``-X importtime`` lists every module the run imported."""
+    clip = camera_clip(tmp_path / "cam.avi", frames=10, fps=30)
+    out = tmp_path / "out.mkv"
+    cmd = [sys.executable, "-X", "importtime", "-m", "streammat", "live", "--camera", str(clip), "--loop"]
+    cmd += ["--frames", "12", "--refine", "guided", "-o", str(out), *MODEL]
+    run = subprocess.run(cmd, env=cli_env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert out.is_file()
+    imported = {ln.rsplit("|", 1)[1].strip() for ln in run.stderr.splitlines() if ln.startswith("import time:")}
+    assert "streammat.matting.motion" in imported and "cv2" in imported  # the listing is real
+    assert {m.split(".")[0] for m in imported} & {"torch"} == set()
+
+
 def test_preview_without_gui_says_so(tmp_path, capsys):
     clip = camera_clip(tmp_path / "cam.avi", frames=3)
     from streammat.sinks.preview import preview_unavailable

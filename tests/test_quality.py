@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from streammat.errors import ConfigError
-from streammat.matting.cells import CELL, Cells, box_mean, edge_cells, sample
+from streammat.matting.cells import CELL, Cells
+from streammat.matting.grid import box_mean, edge_cells, sample
 from streammat.matting.motion import MotionSmoother
 from streammat.matting.refine import _coefficients, guided_refine
 from streammat.quality import metrics

@@ -285,19 +285,20 @@ def test_the_built_in_model_runs_without_importing_rembg(selfie_env, tmp_path):
     assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
-def test_the_default_cpu_run_imports_no_torch(selfie_env, tmp_path):
+@pytest.mark.parametrize("controls", [[], ["--smoothing", "0.5", "--refine", "guided", "--feather", "2"]])
+def test_the_default_cpu_run_imports_no_torch(selfie_env, tmp_path, controls):
     """``streammat process`` on the default model and device never imports torch (about 2 s
     of start-up on its own) nor ZeroMQ when nothing is published: ``-X importtime`` lists
-    every module the run imported."""
+    every module the run imported. The matte controls post-process with numpy and OpenCV."""
     import subprocess
     import sys
 
     from streammat.testing import make_clip
 
-    clip = make_clip(tmp_path / "one.mp4", frames=1, width=64, height=48)
+    clip = make_clip(tmp_path / "one.mp4", frames=3, width=64, height=48)
     out_path = tmp_path / "out.mov"
     cmd = [sys.executable, "-X", "importtime", "-m", "streammat", "process", str(clip), "-o", str(out_path)]
-    out = subprocess.run([*cmd, "--no-progress"], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([*cmd, "--no-progress", *controls], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out_path.is_file()
     imported = {line.rsplit("|", 1)[1].strip() for line in out.stderr.splitlines() if line.startswith("import time:")}

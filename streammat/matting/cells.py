@@ -1,104 +1,59 @@
-"""A coarse grid of ``s×s`` pixel cells: compute at low resolution, write back only where needed.
+"""The selected cells of a coarse grid of ``s×s`` pixels: write back only where needed.
 
 Edge refinement and temporal smoothing change a matte only near its edges, a few percent
 of a frame's pixels. Doing their arithmetic on every full-resolution pixel of a 720p batch
 costs more than the model run, so both work on a grid ``s`` times coarser (the "Fast
 Guided Filter" idea) and bring their results back to full resolution with bilinear
-interpolation in the selected cells only. Rows and columns past the last whole cell (when
-the frame size is not a multiple of ``s``) are never selected.
+interpolation in the selected cells only (the grid itself: ``grid.py``). Rows and columns
+past the last whole cell (when the frame size is not a multiple of ``s``) are never
+selected.
 
 Pixels are gathered one cell row (``s`` pixels, contiguous in memory) at a time with flat
 ``index_select``/``index_copy_``: on the CPU that is several times faster than indexing
-with three broadcast index tensors. All functions take torch tensors on any device.
+with three broadcast index tensors. Those functions take torch tensors on any device.
+
+The host functions (after them) do the same on numpy arrays for the CPU path, which never
+imports torch: cell rows are gathered and written as 8-byte words where the frame width
+allows (``gather_cells``, ``put_cells``), else as blocks of a strided view (``cell_blocks``).
 """
 
 from __future__ import annotations
 
 import bisect
+import functools
+from typing import TYPE_CHECKING
 
-import torch
-import torch.nn.functional as F
+import numpy as np
 
-__all__ = ["CELL", "Cells", "box_mean", "edge_cells", "grid_size", "sample"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["CELL", "Cells", "cell_blocks", "gather_cells", "put_cells", "upsample_array"]
 
 #: the cell size (pixels) in which edge bands are chosen and pixels rewritten
 CELL = 8
-#: coarse mask values (0..1) that count as "edge": neither background nor foreground
-_EDGE_LO, _EDGE_HI = 0.02, 0.98
 
 
-def grid_size(height: int, width: int, s: int) -> tuple[int, int]:
-    """The number of whole ``s×s`` cells down and across a ``height×width`` frame."""
-    return max(1, height // s), max(1, width // s)
-
-
-def sample(x: torch.Tensor, s: int) -> torch.Tensor:
-    """The centre pixel of every cell: ``(N,H,W,...)`` → ``(N,H//s,W//s,...)``, contiguous.
-
-    Rows first (whole rows copy fast), then columns from that small copy: on the CPU
-    ~7× faster than one strided gather, and ~7× faster than an antialiased resize.
-    Mattes upsampled from a model's coarse output are smooth, so one sample per cell
-    represents them; for colours, the guided filter's and the smoother's box means
-    average the sensor noise of neighbouring samples."""
-    h, w = grid_size(x.shape[1], x.shape[2], s)
-    c = s // 2
-    rows = x[:, c : c + (h - 1) * s + 1 : s].contiguous()  # (N,h,W,...)
-    if x.shape[2] == w * s:
-        return rows.view(x.shape[0], h, w, s, *x.shape[3:])[:, :, :, c].contiguous()
-    return rows[:, :, c : c + (w - 1) * s + 1 : s].contiguous()
-
-
-def box_mean(x: torch.Tensor, r: int) -> torch.Tensor:
-    """Mean of ``(N,C,h,w)`` over ``(2r+1)²`` windows, averaging only what lies inside the
-    frame at its borders. Shifted in-place sums: on the CPU, several times faster than
-    pooling or running sums for the small radii used on coarse grids."""
-    h, w = x.shape[-2:]
-    y = x.clone()
-    for d in range(1, min(r, h - 1) + 1):
-        y[..., d:, :] += x[..., :-d, :]
-        y[..., :-d, :] += x[..., d:, :]
-    z = y.clone()
-    for d in range(1, min(r, w - 1) + 1):
-        z[..., d:] += y[..., :-d]
-        z[..., :-d] += y[..., d:]
-    return z.mul_(_inverse_counts(h, w, r, x.device))
-
-
-def _inverse_counts(h: int, w: int, r: int, device: torch.device) -> torch.Tensor:
-    """``1 / (pixels inside each (2r+1)² window)``, ``(h,w)``."""
-    ys, xs = torch.arange(h, device=device), torch.arange(w, device=device)
-    rows = (ys + r).clamp(max=h - 1) - (ys - r).clamp(min=0) + 1
-    cols = (xs + r).clamp(max=w - 1) - (xs - r).clamp(min=0) + 1
-    return 1.0 / (rows.view(-1, 1) * cols.view(1, -1)).to(torch.float32)
-
-
-def edge_cells(mask: torch.Tensor, *, band: int, s: int) -> torch.Tensor:
-    """``(N,h,w)`` bool: the cells where the coarse mask is neither 0 nor 1 or changes to
-    the next cell (an edge sharper than a cell falls between two samples), and the cells
-    ``band // s`` further out."""
-    m = mask[:, 0]
-    edge = (m > _EDGE_LO) & (m < _EDGE_HI)
-    step_x = (m[:, :, 1:] - m[:, :, :-1]).abs() > _EDGE_LO  # the edge lies between two cells
-    step_y = (m[:, 1:] - m[:, :-1]).abs() > _EDGE_LO
-    edge[:, :, 1:] |= step_x
-    edge[:, :, :-1] |= step_x
-    edge[:, 1:] |= step_y
-    edge[:, :-1] |= step_y
-    reach = band // s
-    if reach == 0:
-        return edge
-    return box_mean(edge.unsqueeze(1).to(mask.dtype), reach)[:, 0] > 0
+@functools.lru_cache(maxsize=4)
+def _bilinear_weights_array(s: int) -> np.ndarray:
+    """``(s*s, 9)`` float32: the weights of a cell's 3×3 neighbourhood for each of its
+    pixels, the same as ``F.interpolate(mode="bilinear", align_corners=False)`` (or
+    ``cv2.resize``'s ``INTER_LINEAR``) from the grid. Read-only: cached."""
+    t = (np.arange(s, dtype=np.float32) + np.float32(0.5)) / np.float32(s) - np.float32(0.5)  # from the centre
+    w1 = np.zeros((s, 3), dtype=np.float32)
+    w1[:, 0] = np.maximum(-t, 0.0)
+    w1[:, 2] = np.maximum(t, 0.0)
+    w1[:, 1] = 1.0 - w1[:, 0] - w1[:, 2]
+    weights = np.einsum("au,bv->abuv", w1, w1).reshape(s * s, 9)
+    weights.flags.writeable = False
+    return weights
 
 
 def _bilinear_weights(s: int, device: torch.device) -> torch.Tensor:
-    """``(s*s, 9)``: the weights of a cell's 3×3 neighbourhood for each of its pixels, the
-    same as ``F.interpolate(mode="bilinear", align_corners=False)`` from the grid."""
-    t = (torch.arange(s, dtype=torch.float32) + 0.5) / s - 0.5  # offset from the cell centre
-    w1 = torch.zeros((s, 3), dtype=torch.float32)
-    w1[:, 0] = (-t).clamp_min(0.0)
-    w1[:, 2] = t.clamp_min(0.0)
-    w1[:, 1] = 1.0 - w1[:, 0] - w1[:, 2]
-    return torch.einsum("au,bv->abuv", w1, w1).reshape(s * s, 9).to(device)
+    """``_bilinear_weights_array`` as a torch tensor on ``device``."""
+    import torch
+
+    return torch.from_numpy(_bilinear_weights_array(s).copy()).to(device)
 
 
 def _cell_rows(full: torch.Tensor, s: int, w: int) -> torch.Tensor:
@@ -117,6 +72,8 @@ def _words(rows: torch.Tensor) -> torch.Tensor | None:
     of aligned words: gathering and writing one word (8 pixels of a uint8 mask) moves a cell
     row several times faster than copying 8 one-byte elements. (Rows of several words, as
     RGB ones, gain nothing: ``index_select`` of whole rows is as fast.)"""
+    import torch
+
     size = rows.shape[1] * rows.element_size()
     if rows.ndim != 2 or size % 8 or rows.data_ptr() % 8 or not rows.is_contiguous():
         return None
@@ -128,6 +85,8 @@ class Cells:
     frame by frame in grid order; ``span(i)`` is the range of frame ``i``'s cells."""
 
     def __init__(self, selected: torch.Tensor, s: int) -> None:
+        import torch
+
         self.s = s
         n_frames, h, w = selected.shape
         self.grid = (h, w)
@@ -212,6 +171,8 @@ class Cells:
     def put(self, full: torch.Tensor, values: torch.Tensor, cells: slice = slice(None)) -> None:
         """Write ``values`` ``(K,s*s)`` into the packed ``cells`` (default: all) of ``full``
         ``(N,H,W)``, which must be contiguous (it is written through a view)."""
+        import torch
+
         if not full.is_contiguous():
             raise ValueError("expected a contiguous tensor to write cells into")
         rows = _cell_rows(full, self.s, self.grid[1])
@@ -231,6 +192,8 @@ class Cells:
         """Bilinear values of the grid ``low`` ``(N,C,h,w)`` at the packed ``cells``' pixels
         (default: all), channels first: ``(C,K,s*s)`` (borders replicated, as
         ``F.interpolate`` does)."""
+        import torch.nn.functional as F
+
         c = low.shape[1]
         a, b = self._bounds(cells)
         nb = self._nb[a * 9 : b * 9]
@@ -238,3 +201,82 @@ class Cells:
         padded = F.pad(low.transpose(0, 1), (1, 1, 1, 1), mode="replicate").reshape(c, -1)
         picked = padded.index_select(1, nb).view(c * (b - a), 9)
         return (picked @ self._weights.T).view(c, b - a, self.s * self.s)  # one GEMM
+
+
+# -- host arrays (numpy and OpenCV) ------------------------------------------------------
+
+
+def cell_blocks(x: np.ndarray, s: int) -> np.ndarray:
+    """The whole ``s×s`` cells of ``x`` ``(N,H,W,...)`` as a view ``(N,h,s,w,s,...)``:
+    ``blocks[n, i, :, j]`` is cell ``(i, j)`` of frame ``n``, ``(s,s,...)``."""
+    n, height, width = x.shape[:3]
+    sn, sh, sw = x.strides[:3]
+    shape = (n, height // s, s, width // s, s, *x.shape[3:])
+    strides = (sn, s * sh, sh, s * sw, sw, *x.strides[3:])
+    return np.lib.stride_tricks.as_strided(x, shape, strides, writeable=x.flags.writeable)
+
+
+def gather_cells(x: np.ndarray, n: np.ndarray, i: np.ndarray, j: np.ndarray, s: int) -> np.ndarray:
+    """The cells ``(n, i, j)`` of ``x`` ``(N,H,W,...)``: a copy ``(K,s,s,...)``."""
+    words = _cell_words(x, s)
+    if words is None:
+        return cell_blocks(x, s)[n, i, :, j]
+    rows = words.take(_row_index(x, n, i, j, s), axis=0)
+    return rows.view(x.dtype).reshape(n.size, s, s, *x.shape[3:])
+
+
+def put_cells(x: np.ndarray, values: np.ndarray, n: np.ndarray, i: np.ndarray, j: np.ndarray, s: int) -> None:
+    """Write ``values`` ``(K,s,s,...)`` into the cells ``(n, i, j)`` of ``x``."""
+    words = _cell_words(x, s)
+    if words is None:
+        cell_blocks(x, s)[n, i, :, j] = values
+        return
+    values = np.ascontiguousarray(values, dtype=x.dtype)
+    words[_row_index(x, n, i, j, s)] = values.reshape(-1).view(np.int64).reshape(-1, words.shape[1])
+
+
+def _cell_words(x: np.ndarray, s: int) -> np.ndarray | None:
+    """``x`` as 2-D rows of 8-byte words, one row per cell row (``s`` pixels), when the
+    frame width is a whole number of cells and a cell row a whole number of words: numpy
+    moves a cell row of a uint8 mask as one word ~8x faster than as ``s`` bytes (the
+    host version of ``_words``)."""
+    row_bytes = s * x.itemsize * int(np.prod(x.shape[3:], dtype=np.int64))
+    if x.shape[2] % s or row_bytes % 8 or not x.flags.c_contiguous or x.size == 0:
+        return None
+    return x.reshape(-1).view(np.int64).reshape(-1, row_bytes // 8)
+
+
+def _row_index(x: np.ndarray, n: np.ndarray, i: np.ndarray, j: np.ndarray, s: int) -> np.ndarray:
+    """The rows of ``_cell_words(x, s)`` that hold the cells ``(n, i, j)``, cell by cell."""
+    height, w = x.shape[1], x.shape[2] // s
+    first = (n * height + i * s) * w + j  # the first row of each cell
+    return (first[:, None] + np.arange(s) * w).reshape(-1)
+
+
+#: the most multiply-adds OpenBLAS computes on the calling thread (its GEMM multithreading
+#: threshold, 4 × 65536): a larger product wakes its threads, which then spin for up to
+#: ~0.1 s taking a core from the model running beside them
+_ONE_THREAD_PRODUCT = 4 * 65536
+
+
+def upsample_array(low: np.ndarray, n: np.ndarray, i: np.ndarray, j: np.ndarray, s: int) -> np.ndarray:
+    """Bilinear values of the grid ``low`` ``(C,N,h,w)`` float32 (planes first) at the pixels
+    of the cells ``(n, i, j)``: ``(C,K,s*s)`` (borders replicated, as ``cv2.resize`` does).
+    Every cell's 3×3 neighbourhood times ``_bilinear_weights_array``, in products small
+    enough to stay on this thread (``cv2.transform`` does it on one thread too, 5x slower)."""
+    c, frames, h, w = low.shape
+    padded = np.empty((c, frames, h + 2, w + 2), np.float32)  # edges replicated (``np.pad`` is slower)
+    padded[:, :, 1:-1, 1:-1] = low
+    padded[:, :, 0, 1:-1] = low[:, :, 0]
+    padded[:, :, -1, 1:-1] = low[:, :, -1]
+    padded[:, :, :, 0] = padded[:, :, :, 1]
+    padded[:, :, :, -1] = padded[:, :, :, -2]
+    d = np.arange(3)
+    near = ((n * (h + 2) + i)[:, None, None] + d[:, None]) * (w + 2) + j[:, None, None] + d  # (K,3,3)
+    picked = padded.reshape(c, -1).take(near.reshape(-1), axis=1).reshape(c * n.size, 9)
+    weights = np.ascontiguousarray(_bilinear_weights_array(s).T)  # (9,s*s)
+    out = np.empty((c * n.size, s * s), np.float32)
+    rows = max(1, _ONE_THREAD_PRODUCT // weights.size)
+    for a in range(0, len(picked), rows):
+        np.matmul(picked[a : a + rows], weights, out=out[a : a + rows])
+    return out.reshape(c, n.size, s * s)

@@ -15,9 +15,12 @@ convolution, because cuDNN may run convolutions in TF32, which would round them.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["feather", "feather_kernel", "feather_host", "feather_torch", "fixed_point_taps", "gaussian_blur_torch"]
 
@@ -63,6 +66,8 @@ def gaussian_blur_torch(x: torch.Tensor, size: int, sigma: float, *, border: str
     positive ``sigma``, in torch on ``x``'s device, level for level. ``border``:
     ``"replicate"`` (``BORDER_REPLICATE``) or ``"reflect"`` (``BORDER_REFLECT_101``,
     OpenCV's default)."""
+    import torch
+
     taps = fixed_point_taps(size, sigma)
     n, h, w = x.shape
     padded = x.to(torch.float32).index_select(2, _padding(w, size // 2, border, x.device))
@@ -80,6 +85,7 @@ def _padding(length: int, r: int, border: str, device: torch.device) -> torch.Te
     """The source index of each of ``length + 2r`` padded positions, as OpenCV's
     ``borderInterpolate`` places them (for any ``r``, also past the far edge)."""
     import cv2
+    import torch
 
     kind = {"replicate": cv2.BORDER_REPLICATE, "reflect": cv2.BORDER_REFLECT_101}[border]
     if length == 1:
@@ -94,12 +100,14 @@ def feather_torch(alpha: torch.Tensor, radius: int) -> None:
     alpha.copy_(gaussian_blur_torch(alpha, size, sigma))
 
 
-def feather(alpha: torch.Tensor, radius: int) -> None:
-    """Feather ``(N,H,W)`` uint8 ``alpha`` in place where it lives: OpenCV for host
-    tensors, torch on a device."""
+def feather(alpha: Any, radius: int) -> None:
+    """Feather ``(N,H,W)`` uint8 ``alpha`` in place where it lives: OpenCV for numpy arrays
+    and host tensors, torch on a device."""
     if radius <= 0:
         return
-    if alpha.device.type == "cpu":
+    if isinstance(alpha, np.ndarray):
+        feather_host(alpha, radius)
+    elif alpha.device.type == "cpu":
         feather_host(alpha.numpy(), radius)
     else:
         feather_torch(alpha, radius)

@@ -18,7 +18,11 @@ post-processes the inner matter's alpha frame by frame, in this order:
 
 Every step runs where the batch's frames are: a batch on a CUDA device (``gpu.py``'s
 ``DeviceResident`` uploads it) is matted, refined, smoothed, thresholded and feathered
-there, and its alpha stays on the device for whoever copies it back once.
+there, and its alpha stays on the device for whoever copies it back once. A batch of
+numpy arrays (what the CPU path's sources decode) is post-processed with numpy and
+OpenCV, without importing torch: torch's many small operations took 1.3 to 5 times its
+CPU time there (``scripts/bench_finish.py``); the two agree within a grey level. A batch
+of torch tensors on the CPU (a caller's) keeps the torch code.
 
 It is a staged matter like the ones it wraps: ``prepare`` picks the frames the model must
 see (``every``, gaps), ``infer`` runs the inner model, ``finish`` applies the controls,
@@ -35,9 +39,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+import numpy as np
 
 from ..config import REFINE_MODES
 from ..errors import ConfigError
@@ -46,8 +50,10 @@ from .base import Matter, StagedMatter
 from .cells import CELL
 from .feather import feather
 from .motion import DEFAULT_MOTION, MotionSmoother
-from .refine import guided_refine
+from .refine import guided_refine, guided_refine_array
 
+if TYPE_CHECKING:
+    import torch
 #: frames smaller than two of the motion smoother's cells are smoothed whole (a plain EMA)
 _MOTION_MIN_SIZE = 2 * CELL
 
@@ -109,10 +115,10 @@ class TemporalMatter:
         self._p_have_mask = False
         self._p_since = 0
         self._p_last_time: float | None = None
-        # finish's state: the running matte
-        self._size: tuple[int, int] | None = None
-        self._ema: torch.Tensor | None = None  # (H,W) float32, 0..255
-        self._raw: torch.Tensor | None = None  # last inner mask, (H,W) uint8
+        # finish's state: the running matte, numpy arrays or torch tensors as the frames come
+        self._size: tuple[int, int, bool] | None = None  # frame size, and numpy or not
+        self._ema: Any = None  # (H,W) float32, 0..255
+        self._raw: Any = None  # last inner mask, (H,W) uint8
         #: how many frames the inner matter computed / how many reused a mask
         self.computed = 0
         self.reused = 0
@@ -158,17 +164,19 @@ class TemporalMatter:
 
     def finish(self, batch: Batch, plan: _Plan) -> MattedBatch:
         h, w = batch.height, batch.width
-        masks: torch.Tensor | None = None
+        host = batch.array_backed  # numpy and OpenCV, else torch where the tensors are
+        masks: Any = None
         if plan.sub is not None:
             matted = self.inner.finish(plan.sub, plan.work) if self._staged else plan.work  # type: ignore[union-attr]
-            masks = matted.alpha
-        if self._size != (h, w):
+            masks = matted.alpha_array if host else matted.alpha
+        if self._size != (h, w, host):
             if self._size is not None:
                 log.debug("frame size changed to %dx%d: temporal state reset", w, h)
                 self.resets += 1
             self._forget()
-            self._size = (h, w)
-        out = torch.empty((len(batch), h, w), dtype=torch.uint8, device=batch.images.device)
+            self._size = (h, w, host)
+        images = batch.images_array if host else batch.images
+        out = self._empty(images)
         starts = [0]  # where the state starts afresh (a gap in time) within this batch
         k = 0
         for i in range(len(batch)):
@@ -185,22 +193,33 @@ class TemporalMatter:
             else:
                 self.reused += 1
             assert self._raw is not None
-            out[i].copy_(self._raw)
+            out[i] = self._raw
         if self.refine:
-            guided_refine(batch.images, out, out=out)
+            (guided_refine_array if host else guided_refine)(images, out, out=out)
         if self.smoothing and self._smoother is not None and min(h, w) >= _MOTION_MIN_SIZE:
             bounds = [*dict.fromkeys(starts), len(batch)]
             for a, b in zip(bounds, bounds[1:], strict=False):
                 if a in starts[1:]:
                     self._smoother.reset()
-                self._smoother(batch.images[a:b], out[a:b], out=out[a:b])
+                self._smoother(images[a:b], out[a:b], out=out[a:b])
         elif self.smoothing:
-            self._ema_into(out, set(starts[1:]))
+            (self._ema_array if host else self._ema_into)(out, set(starts[1:]))
             return self._edges(batch, out, thresholded=self.threshold is not None)
         return self._edges(batch, out, thresholded=False)
 
+    @staticmethod
+    def _empty(images: Any) -> Any:
+        """An uninitialised ``(N,H,W)`` uint8 matte of the same kind and device as ``images``."""
+        if isinstance(images, np.ndarray):
+            return np.empty(images.shape[:3], np.uint8)
+        import torch
+
+        return torch.empty(images.shape[:3], dtype=torch.uint8, device=images.device)
+
     def _ema_into(self, out: torch.Tensor, fresh: set[int]) -> None:
         """The plain EMA over whole frames, in place; a threshold is taken on the exact EMA."""
+        import torch
+
         s = self.smoothing
         for i in range(out.shape[0]):
             if i in fresh:
@@ -214,9 +233,30 @@ class TemporalMatter:
             else:
                 out[i].copy_(self._ema.round())
 
-    def _edges(self, batch: Batch, out: torch.Tensor, *, thresholded: bool) -> MattedBatch:
+    def _ema_array(self, out: np.ndarray, fresh: set[int]) -> None:
+        """``_ema_into`` of numpy mattes with OpenCV: one pass per frame and step."""
+        import cv2
+
+        for i in range(out.shape[0]):
+            if i in fresh:
+                self._ema = None
+            if self._ema is None:
+                self._ema = out[i].astype(np.float32)
+            else:  # ema = smoothing * ema + (1 - smoothing) * mask
+                cv2.accumulateWeighted(out[i], self._ema, 1.0 - self.smoothing)
+            if self.threshold is not None:
+                cv2.compare(self._ema, self.threshold * 255.0, cv2.CMP_GE, dst=out[i])  # 255 or 0
+            else:
+                cv2.convertScaleAbs(self._ema, dst=out[i])  # rounded half to even, as torch
+
+    def _edges(self, batch: Batch, out: Any, *, thresholded: bool) -> MattedBatch:
         if self.threshold is not None and not thresholded:
-            out = torch.mul(out >= self.threshold * 255.0, 255).to(torch.uint8)
+            if isinstance(out, np.ndarray):
+                out = _binarize_array(out, self.threshold)
+            else:
+                import torch
+
+                out = torch.mul(out >= self.threshold * 255.0, 255).to(torch.uint8)
         feather(out, self.feather)
         return MattedBatch(batch, out)
 
@@ -230,13 +270,30 @@ class TemporalMatter:
         return self.finish(batch, self.infer(self.prepare(batch)))
 
 
+def _binarize_array(alpha: np.ndarray, threshold: float) -> np.ndarray:
+    """255 where ``alpha >= threshold * 255``, else 0: one lookup table over the levels."""
+    import cv2
+
+    table = np.where(np.arange(256) >= threshold * 255.0, 255, 0).astype(np.uint8)
+    return cv2.LUT(alpha, table)
+
+
 def _select(batch: Batch, keys: list[int]) -> Batch:
+    pts = tuple(batch.pts[i] for i in keys)
+    indices = tuple(batch.indices[i] for i in keys)
+    caps = tuple(batch.capture_times[i] for i in keys) if batch.capture_times else ()
+    if batch.array_backed:
+        alphas = batch.alphas_array
+        alphas = None if alphas is None else alphas[keys]
+        return Batch(batch.images_array[keys], pts, batch.time_base, indices, caps, alphas)
+    import torch
+
     idx = torch.tensor(keys)
     return Batch(
         images=batch.images.index_select(0, idx.to(batch.images.device)),
-        pts=tuple(batch.pts[i] for i in keys),
+        pts=pts,
         time_base=batch.time_base,
-        indices=tuple(batch.indices[i] for i in keys),
-        capture_times=tuple(batch.capture_times[i] for i in keys) if batch.capture_times else (),
+        indices=indices,
+        capture_times=caps,
         alphas=None if batch.alphas is None else batch.alphas.index_select(0, idx.to(batch.alphas.device)),
     )

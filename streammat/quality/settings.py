@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..matting.motion import DEFAULT_STRENGTH, MotionSmoother
-from ..matting.refine import guided_refine
+from ..matting.refine import guided_refine, guided_refine_array
 
 __all__ = ["Setting", "PostProcess", "SETTINGS"]
 
@@ -67,12 +68,14 @@ class _Ema:
         self._matter = TemporalMatter(PassThrough(), smoothing=strength, motion=None)
         self._frames = 0
 
-    def __call__(self, images: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    def __call__(self, images: Any, alpha: Any) -> Any:
+        """The smoothed alpha, of the kind of ``images`` (numpy arrays or torch tensors)."""
         from ..frames import Batch
 
         idx = tuple(range(self._frames, self._frames + images.shape[0]))
         self._frames += images.shape[0]
-        return self._matter(Batch(images, idx, _FRAME_TIME, idx, alphas=alpha)).alpha
+        matted = self._matter(Batch(images, idx, _FRAME_TIME, idx, alphas=alpha))
+        return matted.alpha_array if isinstance(images, np.ndarray) else matted.alpha
 
 
 class PostProcess:
@@ -90,11 +93,15 @@ class PostProcess:
 
     def __call__(self, images: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
         """The post-processed alpha, computed in place: ``alpha`` is overwritten (as a
-        pipeline's finish step would do with the masks it just made)."""
+        pipeline's finish step would do with the masks it just made). Tensors on the CPU
+        run as the CPU pipeline runs them, as numpy arrays with OpenCV (views, no copies);
+        tensors on a device with torch."""
+        host = images.device.type == "cpu"
+        frames, work = (images.numpy(), alpha.numpy()) if host else (images, alpha)
         if self.setting.refine is not None:
-            guided_refine(images, alpha, out=alpha, **self.setting.refine)
+            (guided_refine_array if host else guided_refine)(frames, work, out=work, **self.setting.refine)
         if isinstance(self._smoother, MotionSmoother):
-            self._smoother(images, alpha, out=alpha)
+            self._smoother(frames, work, out=work)
         elif self._smoother is not None:
-            alpha.copy_(self._smoother(images, alpha))
+            work[...] = self._smoother(frames, work)
         return alpha
