@@ -14,7 +14,7 @@ import torch
 from streammat.frames import Batch
 from streammat.matting import create_matter
 from streammat.matting.sessions import create_session
-from streammat.service.scheduler import ModelScheduler
+from streammat.service.scheduler import ModelScheduler, SharedModel, StreamMatter
 
 FRAMES = 6
 
@@ -198,3 +198,34 @@ def test_a_stream_in_a_call_does_not_hold_the_next_call_of_another():
         release.set()
         scheduler.close()
     assert slow.result(timeout=30)[0, 0] == 2.0
+
+
+def test_a_served_stream_keeps_two_frames_in_flight_and_finishes_them_in_order(tiny_home):
+    """``infer`` hands back a future at once; a third frame finds no room until the first
+    one is finished; every frame's matte is its own."""
+    session = create_session("u2netp", device="cpu", threads=1)
+    matter = create_matter(session, device="cpu")
+    gate = threading.Event()
+
+    def run(x: Any) -> Any:
+        assert gate.wait(30)
+        return matter.infer(x)
+
+    shared = SharedModel(("u2netp", "cpu"), session, matter, ModelScheduler(run, max_wait=0.0), "CPUExecutionProvider")
+    stream = StreamMatter(shared)
+    batches = [_batch(1, k) for k in range(3)]
+    try:
+        assert stream.reserve(1.0)
+        pending = [stream.infer(stream.prepare(b)) for b in batches[:2]]  # neither waits for the model
+        assert not any(f.done() for f in pending)
+        assert not stream.reserve(0.05)  # two frames in flight: no room for a third
+        gate.set()
+        first = stream.finish(batches[0], pending[0])
+        assert stream.reserve(5.0)  # the first one is finished: room again
+        second = stream.finish(batches[1], pending[1])
+    finally:
+        gate.set()
+        stream.detach()
+        shared.close()
+    for b, got in ((batches[0], first), (batches[1], second)):
+        torch.testing.assert_close(got.alpha, matter(b).alpha)
