@@ -1,5 +1,6 @@
 """Source → batcher → matter → sinks, each stage on its own thread (the matter's prepare,
-model and finish steps on three, when it offers them).
+model and finish steps on three, when it offers them; a live source's batches of one
+frame need no batcher thread).
 
 One shutdown path: a stop event, an end-of-stream sentinel, bounded queues used with
 timeouts, the first worker exception re-raised in the caller, joins that cannot hang.

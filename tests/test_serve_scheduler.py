@@ -200,9 +200,10 @@ def test_a_stream_in_a_call_does_not_hold_the_next_call_of_another():
     assert slow.result(timeout=30)[0, 0] == 2.0
 
 
-def test_a_served_stream_keeps_two_frames_in_flight_and_finishes_them_in_order(tiny_home):
-    """``infer`` hands back a future at once; a third frame finds no room until the first
-    one is finished; every frame's matte is its own."""
+def test_a_served_stream_sends_up_to_its_bound_of_requests_and_finishes_them_in_order(tiny_home):
+    """``infer`` hands back a future without waiting for the model; a stream allowed two
+    requests finds no room for a third until an answer came; by default it has one out;
+    every frame's matte is its own."""
     session = create_session("u2netp", device="cpu", threads=1)
     matter = create_matter(session, device="cpu")
     gate = threading.Event()
@@ -212,20 +213,23 @@ def test_a_served_stream_keeps_two_frames_in_flight_and_finishes_them_in_order(t
         return matter.infer(x)
 
     shared = SharedModel(("u2netp", "cpu"), session, matter, ModelScheduler(run, max_wait=0.0), "CPUExecutionProvider")
-    stream = StreamMatter(shared)
+    two, one = StreamMatter(shared, in_flight=2), StreamMatter(shared)
     batches = [_batch(1, k) for k in range(3)]
     try:
-        assert stream.reserve(1.0)
-        pending = [stream.infer(stream.prepare(b)) for b in batches[:2]]  # neither waits for the model
+        assert two.reserve(1.0)
+        pending = [two.infer(two.prepare(b)) for b in batches[:2]]  # neither waits for the model
         assert not any(f.done() for f in pending)
-        assert not stream.reserve(0.05)  # two frames in flight: no room for a third
+        assert not two.reserve(0.05)  # two requests out: no room for a third
+        alone = one.infer(one.prepare(batches[2]))
+        assert not one.reserve(0.05)  # the default bound is one
         gate.set()
-        first = stream.finish(batches[0], pending[0])
-        assert stream.reserve(5.0)  # the first one is finished: room again
-        second = stream.finish(batches[1], pending[1])
+        assert two.reserve(30.0) and one.reserve(30.0)  # the answers made room
+        got = [two.finish(b, f) for b, f in zip(batches[:2], pending, strict=True)]
+        got.append(one.finish(batches[2], alone))
     finally:
         gate.set()
-        stream.detach()
+        for stream in (two, one):
+            stream.detach()
         shared.close()
-    for b, got in ((batches[0], first), (batches[1], second)):
-        torch.testing.assert_close(got.alpha, matter(b).alpha)
+    for b, matted in zip(batches, got, strict=True):
+        torch.testing.assert_close(matted.alpha, matter(b).alpha)

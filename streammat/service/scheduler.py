@@ -11,13 +11,11 @@ DeepStream's stream muxer and Triton's dynamic batcher do:
   simply sends nothing) delays the others by ``max_wait`` at most, never by its own stall;
 - the inputs are concatenated along the batch dimension, run once, and the output is
   split back: each stream gets exactly the rows of its own frames;
-- ``request`` answers with a future, so a stream keeps up to ``IN_FLIGHT`` frames
-  between its request and the end of its finishing step, and that step takes the
-  answers in the order it asked (a call may hold several requests of one stream, in
-  order, and two calls may run one stream's requests at once): its frames keep their
-  order and its temporal state sees them in time order. One request at a time held a
-  stream to one frame per round trip (submit → call → answer, 35 ms at the median with 4
-  cameras on 2 cores), under the 33 ms of a 30 fps camera, with cores left idle;
+- ``request`` answers with a future, which the stream's finishing step takes in the
+  order it asked, so the stream's frames keep their order and its temporal state sees
+  them in time order however the calls end. A call may hold several requests of one
+  stream (in order) and two calls may run one stream's requests at once;
+  ``StreamMatter`` bounds how many a stream has out (``IN_FLIGHT``);
 - pre- and post-processing stay on the stream's own threads;
 - ``workers`` threads make the calls, so a second call can run while the first does (the
   session runs concurrent calls safely). One thread capped the model at one core: 6
@@ -50,10 +48,12 @@ __all__ = ["ModelScheduler", "StreamMatter", "SharedModel", "BatchStats", "IN_FL
 log = logging.getLogger(__name__)
 
 _IDLE_POLL = 0.5  # seconds the scheduler sleeps between checks when nobody submits
-#: frames of one stream between its model request and the end of its finishing step: two
-#: let a stream's next frame ride the model while the previous one is finished; more would
-#: only queue older frames of a live camera, adding latency
-IN_FLIGHT = 2
+#: requests of one stream waiting for the model or running in it. One, with the frames'
+#: finishing on their own thread, overlaps a stream's model and post-processing; two also
+#: overlap two model round trips, which adds frame rate only while cores are idle, and
+#: otherwise only latency: with 4 cameras on 2 cores short of CPU (other jobs running),
+#: two gave the same frame rate and 175-200 ms at the median against 110-130 ms
+IN_FLIGHT = 1
 
 
 @dataclass
@@ -254,9 +254,10 @@ class StreamMatter:
     and returns its future, and ``finish`` waits for the answer. The pipeline calls
     ``finish`` in the order it called ``infer``, so the stream's frames keep their order.
 
-    At most ``in_flight`` frames are between ``infer`` and the end of their ``finish``;
+    At most ``in_flight`` requests of the stream wait for the model or run in it;
     ``reserve`` waits for room for one more, which the pipeline does before it takes its
-    next batch, so a live stream always sends the newest frame its camera has."""
+    next batch, so a live stream sends the newest frame its camera has once the model can
+    take it, rather than one that aged while the previous request ran."""
 
     def __init__(self, shared: SharedModel, *, in_flight: int = IN_FLIGHT) -> None:
         self.shared = shared
@@ -266,8 +267,8 @@ class StreamMatter:
         self._stream = shared.scheduler.attach()
 
     def reserve(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds for room for one more frame; True once there is
-        (it is kept for the next ``infer``). Called from the thread that calls ``infer``."""
+        """Wait up to ``timeout`` seconds for room for one more request; True once there
+        is (it is kept for the next ``infer``). Called from the thread that calls ``infer``."""
         if not self._reserved:
             self._reserved = self._slots.acquire(timeout=timeout)
         return self._reserved
@@ -280,16 +281,18 @@ class StreamMatter:
             self._slots.acquire()
         self._reserved = False
         try:
-            return self.shared.scheduler.request(self._stream, prepared)
+            future = self.shared.scheduler.request(self._stream, prepared)
         except BaseException:
             self._slots.release()
             raise
+        future.add_done_callback(self._answered)
+        return future
 
     def finish(self, batch: Any, raw: Future) -> Any:
-        try:
-            return self._base.finish(batch, raw.result())
-        finally:
-            self._slots.release()
+        return self._base.finish(batch, raw.result())
+
+    def _answered(self, _future: Future) -> None:
+        self._slots.release()
 
     def __call__(self, batch: Any) -> Any:
         return self.finish(batch, self.infer(self.prepare(batch)))
