@@ -48,12 +48,15 @@ __all__ = ["ModelScheduler", "StreamMatter", "SharedModel", "BatchStats", "IN_FL
 log = logging.getLogger(__name__)
 
 _IDLE_POLL = 0.5  # seconds the scheduler sleeps between checks when nobody submits
-#: requests of one stream waiting for the model or running in it. One, with the frames'
-#: finishing on their own thread, overlaps a stream's model and post-processing; two also
-#: overlap two model round trips, which adds frame rate only while cores are idle, and
-#: otherwise only latency: with 4 cameras on 2 cores short of CPU (other jobs running),
-#: two gave the same frame rate and 175-200 ms at the median against 110-130 ms
-IN_FLIGHT = 1
+#: requests of one stream waiting for the model or running in it (the service's
+#: ``in_flight``). One already overlaps a stream's model call with the post-processing of
+#: its previous frame (on the stream's finishing thread); two also overlap its next call
+#: with the answer still on its way. With 4 cameras on 2 cores, where one served stream
+#: at a time left about half a core idle, two gave 21 frames/s per stream against 15-19,
+#: at 17.7 ms of CPU a frame against 19.3-19.7, and 25-30 ms more latency at the median
+#: (150 against 125 ms); with less CPU to spare they gave the frame rate of one and only
+#: the added latency
+IN_FLIGHT = 2
 
 
 @dataclass
