@@ -201,9 +201,9 @@ def test_a_stream_in_a_call_does_not_hold_the_next_call_of_another():
 
 
 def test_a_served_stream_sends_up_to_its_bound_of_requests_and_finishes_them_in_order(tiny_home):
-    """``infer`` hands back a future without waiting for the model; a stream allowed two
-    requests finds no room for a third until an answer came; by default it has one out;
-    every frame's matte is its own."""
+    """``infer`` hands back a future without waiting for the model; a stream finds no room
+    for one more request than its bound until an answer came; every frame's matte is its
+    own."""
     session = create_session("u2netp", device="cpu", threads=1)
     matter = create_matter(session, device="cpu")
     gate = threading.Event()
@@ -213,15 +213,15 @@ def test_a_served_stream_sends_up_to_its_bound_of_requests_and_finishes_them_in_
         return matter.infer(x)
 
     shared = SharedModel(("u2netp", "cpu"), session, matter, ModelScheduler(run, max_wait=0.0), "CPUExecutionProvider")
-    two, one = StreamMatter(shared, in_flight=2), StreamMatter(shared)
+    two, one = StreamMatter(shared), StreamMatter(shared, in_flight=1)
     batches = [_batch(1, k) for k in range(3)]
     try:
         assert two.reserve(1.0)
         pending = [two.infer(two.prepare(b)) for b in batches[:2]]  # neither waits for the model
         assert not any(f.done() for f in pending)
-        assert not two.reserve(0.05)  # two requests out: no room for a third
+        assert not two.reserve(0.05)  # two requests out (the default bound): no room for a third
         alone = one.infer(one.prepare(batches[2]))
-        assert not one.reserve(0.05)  # the default bound is one
+        assert not one.reserve(0.05)  # a stream bound to one request
         gate.set()
         assert two.reserve(30.0) and one.reserve(30.0)  # the answers made room
         got = [two.finish(b, f) for b, f in zip(batches[:2], pending, strict=True)]
