@@ -1,6 +1,5 @@
 """Source → batcher → matter → sinks, each stage on its own thread (the matter's prepare,
-model and finish steps on three, when it offers them; a live source's batches of one
-frame need no batcher thread).
+model and finish steps on three, when it offers them).
 
 One shutdown path: a stop event, an end-of-stream sentinel, bounded queues used with
 timeouts, the first worker exception re-raised in the caller, joins that cannot hang.
@@ -192,17 +191,11 @@ class Pipeline:
         batches_q: queue.Queue = _LatestQueue() if live else queue.Queue(self.queue_depth)
         inferred_q: queue.Queue = queue.Queue(self.queue_depth)
         matted_q: queue.Queue = queue.Queue(self.queue_depth)
-        # a live batch of one frame is that frame: the source's thread makes it, and the
-        # batcher's thread (one more hand-off per frame, and one more thread for the
-        # interpreter lock) is left out
-        direct = live and batch_size == 1
         self._queues = {"frames": frames_q, "batches": batches_q, "inferred": inferred_q, "matted": matted_q}
-        if direct:
-            del self._queues["frames"]
         busy = {"decode": 0.0, "prepare": 0.0, "model": 0.0, "finish": 0.0, "encode": 0.0}
         stages = [
-            ("decode", self._decode, (batches_q if direct else frames_q, result, busy, direct)),
-            *([] if direct else [("batch", self._batch, (frames_q, batches_q, busy, batch_size, not live))]),
+            ("decode", self._decode, (frames_q, result, busy)),
+            ("batch", self._batch, (frames_q, batches_q, busy, batch_size, not live)),
             ("model", self._infer, (batches_q, inferred_q, busy, live)),
             ("finish", self._finish, (inferred_q, matted_q, busy)),
             ("encode", self._encode, (matted_q, result, busy, t0)),
@@ -335,11 +328,8 @@ class Pipeline:
                     return None
         return _EOS
 
-    def _decode(self, out: queue.Queue, result: RunResult, busy: dict[str, float], single: bool) -> None:
-        """Frames into ``out``; with ``single``, batches of one frame (and their unprepared
-        input, as the batch stage sends them) straight to the model's stage."""
+    def _decode(self, out: queue.Queue, result: RunResult, busy: dict[str, float]) -> None:
         it = iter(self.source)
-        batcher = Batcher(1) if single else None
         while not self._drain.is_set():
             t = time.perf_counter()
             try:
@@ -350,11 +340,7 @@ class Pipeline:
             if self._drain.is_set():  # stopped while the source was waiting: not read
                 break
             result.frames_in += 1
-            item: object = frame
-            if batcher is not None:
-                (batch,) = batcher.add(frame)  # a batch of one is complete at once
-                item = (batch, batch)
-            if not self._put(out, item):
+            if not self._put(out, frame):
                 return
             if self.max_frames is not None and result.frames_in >= self.max_frames:
                 break
