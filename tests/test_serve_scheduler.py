@@ -213,15 +213,15 @@ def test_a_served_stream_sends_up_to_its_bound_of_requests_and_finishes_them_in_
         return matter.infer(x)
 
     shared = SharedModel(("u2netp", "cpu"), session, matter, ModelScheduler(run, max_wait=0.0), "CPUExecutionProvider")
-    two, one = StreamMatter(shared), StreamMatter(shared, in_flight=1)
+    two, one = StreamMatter(shared, in_flight=2), StreamMatter(shared)
     batches = [_batch(1, k) for k in range(3)]
     try:
         assert two.reserve(1.0)
         pending = [two.infer(two.prepare(b)) for b in batches[:2]]  # neither waits for the model
         assert not any(f.done() for f in pending)
-        assert not two.reserve(0.05)  # two requests out (the default bound): no room for a third
+        assert not two.reserve(0.05)  # two requests out: no room for a third
         alone = one.infer(one.prepare(batches[2]))
-        assert not one.reserve(0.05)  # a stream bound to one request
+        assert not one.reserve(0.05)  # the default bound is one request
         gate.set()
         assert two.reserve(30.0) and one.reserve(30.0)  # the answers made room
         got = [two.finish(b, f) for b, f in zip(batches[:2], pending, strict=True)]

@@ -51,12 +51,12 @@ _IDLE_POLL = 0.5  # seconds the scheduler sleeps between checks when nobody subm
 #: requests of one stream waiting for the model or running in it (the service's
 #: ``in_flight``). One already overlaps a stream's model call with the post-processing of
 #: its previous frame (on the stream's finishing thread); two also overlap its next call
-#: with the answer still on its way. With 4 cameras on 2 cores, where one served stream
-#: at a time left about half a core idle, two gave 21 frames/s per stream against 15-19,
-#: at 17.7 ms of CPU a frame against 19.3-19.7, and 25-30 ms more latency at the median
-#: (150 against 125 ms); with less CPU to spare they gave the frame rate of one and only
-#: the added latency
-IN_FLIGHT = 2
+#: with the answer still on its way, which pays only while cores are idle and the model's
+#: round trip is what holds a stream back. With 4 cameras on 2 cores, two gave 21 frames/s
+#: per stream against 15-19 in one pair of runs and 14-18 against 18 in another, and
+#: always 30-90 ms more latency at the median: the post-processing, not the model, was
+#: then the slower step
+IN_FLIGHT = 1
 
 
 @dataclass
