@@ -51,11 +51,9 @@ _IDLE_POLL = 0.5  # seconds the scheduler sleeps between checks when nobody subm
 #: requests of one stream waiting for the model or running in it (the service's
 #: ``in_flight``). One already overlaps a stream's model call with the post-processing of
 #: its previous frame (on the stream's finishing thread); two also overlap its next call
-#: with the answer still on its way, which pays only while cores are idle and the model's
-#: round trip is what holds a stream back. With 4 cameras on 2 cores, two gave 21 frames/s
-#: per stream against 15-19 in one pair of runs and 14-18 against 18 in another, and
-#: always 30-90 ms more latency at the median: the post-processing, not the model, was
-#: then the slower step
+#: with the answer still on its way. With 4 cameras on 2 cores, nothing else running, two
+#: gave 29.3-29.4 frames/s per stream against 27.7-28.5 with one, and a p95 latency of
+#: 127-136 ms against 88-94: they buy the last frames per second with latency
 IN_FLIGHT = 1
 
 
