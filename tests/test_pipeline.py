@@ -202,7 +202,8 @@ def test_a_matter_that_bounds_its_frames_in_flight_gets_the_newest_frame_once_it
         def __iter__(self):
             for frame in super().__iter__():
                 yield frame
-                if frame.index == 20:  # the matter has room only once 20 frames went by
+                if frame.index == 20:  # the matter has room only once frame 20 went by
+                    time.sleep(0.2)  # (and reached the model's queue)
                     room.set()
 
     class Bounded:
