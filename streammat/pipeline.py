@@ -383,7 +383,8 @@ class Pipeline:
 
     def _infer(self, src: queue.Queue, out: queue.Queue, busy: dict[str, float], prepare: bool) -> None:
         infer = self._steps[1]
-        while (item := self._get(src)) is not _EOS:
+        reserve = _reserver(self.matter)
+        while self._room(reserve) and (item := self._get(src)) is not _EOS:
             batch, prepared = item  # type: ignore[misc]
             if prepare:
                 prepared = self._prepare(batch, busy)
@@ -393,6 +394,17 @@ class Pipeline:
             if not self._put(out, (batch, raw)):
                 return
         self._put(out, _EOS)
+
+    def _room(self, reserve: Callable[[float], bool] | None) -> bool:
+        """Wait until the matter has room for another batch (a shared model's stream keeps
+        a bounded number in flight); False when stopped. Waiting before taking the batch
+        lets a live source's newest frame replace the ones that arrived meanwhile."""
+        if reserve is None:
+            return True
+        while not self._stop.is_set():
+            if reserve(_POLL):
+                return True
+        return False
 
     def _finish(self, src: queue.Queue, out: queue.Queue, busy: dict[str, float]) -> None:
         finish = self._steps[2]
@@ -434,6 +446,18 @@ class Pipeline:
                         latency=(time.time() - caps[-1]) if caps else None,
                     )
                 )
+
+
+def _reserver(matter: object) -> Callable[[float], bool] | None:
+    """The ``reserve(timeout)`` of the innermost matter that offers one (wrappers name
+    theirs ``inner``), else None: a matter whose ``infer`` hands back a future of its
+    answer and bounds how many batches it holds."""
+    while matter is not None:
+        reserve = getattr(matter, "reserve", None)
+        if callable(reserve):
+            return reserve
+        matter = getattr(matter, "inner", None)
+    return None
 
 
 def _check_stages(source: object, matter: object, sinks: object) -> None:

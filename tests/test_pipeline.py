@@ -189,3 +189,42 @@ def test_a_live_pipeline_prepares_only_the_batches_its_model_takes():
     result = Pipeline(src, Staged(), [CollectingSink()], batch_size=1, flush_after=0.0).run()
     assert result.source_stats["dropped"] > 0
     assert calls["prepare"] == calls["infer"] == result.frames_out
+
+
+def test_a_matter_that_bounds_its_frames_in_flight_gets_the_newest_frame_once_it_has_room():
+    """A staged matter with ``reserve`` (a stream of a shared model) is asked for room
+    before the pipeline takes a batch: the frames that arrived while it was full are
+    replaced by the newest, instead of the oldest one waiting inside ``infer``."""
+    room = threading.Event()
+    taken: list[int] = []
+
+    class Source(ListSource):
+        def __iter__(self):
+            for frame in super().__iter__():
+                yield frame
+                if frame.index == 20:  # the matter has room only once frame 20 went by
+                    time.sleep(0.2)  # (and reached the model's queue)
+                    room.set()
+
+    class Bounded:
+        def reserve(self, timeout):
+            return room.wait(timeout)
+
+        def prepare(self, batch):
+            return batch
+
+        def infer(self, prepared):
+            taken.append(prepared.indices[0])
+            return prepared
+
+        def finish(self, batch, raw):
+            return half_alpha(batch)
+
+        def __call__(self, batch):
+            return self.finish(batch, self.infer(self.prepare(batch)))
+
+    src = Source(30, delay=0.002, backpressure="latest")
+    result = Pipeline(src, Bounded(), [CollectingSink()], batch_size=1, stop_is_end=True).run()
+    assert result.complete
+    assert taken and taken[0] >= 20  # frames 0-19 arrived while the matter was full
+    assert taken == sorted(taken)

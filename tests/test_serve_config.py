@@ -59,6 +59,7 @@ INVALID = [
     ("pipelines: [cam1, cam2]\n", "pipelines"),
     ("http: [1, 2\n", "invalid YAML"),
     ("- 1\n- 2\n", "expected a mapping"),
+    ("in_flight: 0\n", "in_flight"),
 ]
 
 

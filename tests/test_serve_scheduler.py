@@ -8,12 +8,13 @@ import threading
 from fractions import Fraction
 from typing import Any
 
+import numpy as np
 import torch
 
 from streammat.frames import Batch
 from streammat.matting import create_matter
 from streammat.matting.sessions import create_session
-from streammat.service.scheduler import ModelScheduler
+from streammat.service.scheduler import ModelScheduler, SharedModel, StreamMatter
 
 FRAMES = 6
 
@@ -112,3 +113,123 @@ def test_two_workers_run_two_calls_at_once_and_each_stream_keeps_its_order(tiny_
     for s in streams:
         for k in range(FRAMES):
             torch.testing.assert_close(got[s][k], matter.infer(inputs[s][k]), atol=1e-5, rtol=1e-4)
+
+
+def _rows(x: np.ndarray) -> np.ndarray:
+    """A stand-in model: each row's answer is the row plus one, so an answer names its input."""
+    return x + 1
+
+
+def test_a_streams_second_request_joins_while_its_first_waits_and_answers_keep_order():
+    """A stream need not wait for one answer before asking again: both requests wait,
+    one call takes both (in order), and each future holds its own rows."""
+    gate = threading.Event()
+    calls: list[int] = []
+
+    def run(x: np.ndarray) -> np.ndarray:
+        calls.append(x.shape[0])
+        assert gate.wait(30)
+        return _rows(x)
+
+    scheduler = ModelScheduler(run, max_batch=8, max_wait=5.0, workers=1)
+    a, b = scheduler.attach(), scheduler.attach()
+    try:
+        first = scheduler.request(a, np.full((1, 2), 10.0))  # b has nothing waiting: held up to max_wait
+        second = scheduler.request(a, np.full((1, 2), 20.0))
+        other = scheduler.request(b, np.full((1, 2), 30.0))  # every stream waits now: one call of 3
+        gate.set()
+        answers = [f.result(timeout=30)[0, 0] for f in (first, second, other)]
+    finally:
+        scheduler.close()
+    assert calls == [3]
+    assert answers == [11.0, 21.0, 31.0]
+    assert scheduler.stats.streams_per_call == {3: 1}
+
+
+def test_two_calls_of_one_stream_may_end_out_of_order_yet_each_future_gets_its_rows():
+    """With two call threads, a stream's later request can be answered first; the asker
+    takes the futures in its own order, so its frames keep their order."""
+    first_started = threading.Event()
+    release_first = threading.Event()
+
+    def run(x: np.ndarray) -> np.ndarray:
+        if x[0, 0] == 1.0:  # the first request's call: held until the second one has ended
+            first_started.set()
+            assert release_first.wait(30)
+        return _rows(x)
+
+    scheduler = ModelScheduler(run, max_batch=1, max_wait=0.0, workers=2)
+    stream = scheduler.attach()
+    try:
+        first = scheduler.request(stream, np.full((1, 2), 1.0))
+        assert first_started.wait(30)
+        second = scheduler.request(stream, np.full((1, 2), 2.0))
+        assert second.result(timeout=30)[0, 0] == 3.0  # answered while the first still runs
+        assert not first.done()
+        release_first.set()
+        assert first.result(timeout=30)[0, 0] == 2.0
+    finally:
+        release_first.set()
+        scheduler.close()
+
+
+def test_a_stream_in_a_call_does_not_hold_the_next_call_of_another():
+    """While one stream's request runs, another stream's request starts at once on the
+    second call thread, without waiting max_wait for the busy stream."""
+    running = threading.Event()
+    release = threading.Event()
+
+    def run(x: np.ndarray) -> np.ndarray:
+        if x[0, 0] == 1.0:
+            running.set()
+            assert release.wait(30)
+        return _rows(x)
+
+    scheduler = ModelScheduler(run, max_batch=8, max_wait=60.0, workers=2)  # a wait would outlast the test
+    busy, other = scheduler.attach(), scheduler.attach()
+    try:
+        slow = scheduler.request(busy, np.full((1, 2), 1.0))
+        scheduler.request(other, np.full((1, 2), 5.0))  # both streams waiting: the first call goes
+        assert running.wait(30)
+        fast = scheduler.request(other, np.full((1, 2), 7.0))  # busy is in a call: not waited for
+        assert fast.result(timeout=30)[0, 0] == 8.0
+        assert not slow.done()
+    finally:
+        release.set()
+        scheduler.close()
+    assert slow.result(timeout=30)[0, 0] == 2.0
+
+
+def test_a_served_stream_sends_up_to_its_bound_of_requests_and_finishes_them_in_order(tiny_home):
+    """``infer`` hands back a future without waiting for the model; a stream finds no room
+    for one more request than its bound until an answer came; every frame's matte is its
+    own."""
+    session = create_session("u2netp", device="cpu", threads=1)
+    matter = create_matter(session, device="cpu")
+    gate = threading.Event()
+
+    def run(x: Any) -> Any:
+        assert gate.wait(30)
+        return matter.infer(x)
+
+    shared = SharedModel(("u2netp", "cpu"), session, matter, ModelScheduler(run, max_wait=0.0), "CPUExecutionProvider")
+    two, one = StreamMatter(shared, in_flight=2), StreamMatter(shared)
+    batches = [_batch(1, k) for k in range(3)]
+    try:
+        assert two.reserve(1.0)
+        pending = [two.infer(two.prepare(b)) for b in batches[:2]]  # neither waits for the model
+        assert not any(f.done() for f in pending)
+        assert not two.reserve(0.05)  # two requests out: no room for a third
+        alone = one.infer(one.prepare(batches[2]))
+        assert not one.reserve(0.05)  # the default bound is one request
+        gate.set()
+        assert two.reserve(30.0) and one.reserve(30.0)  # the answers made room
+        got = [two.finish(b, f) for b, f in zip(batches[:2], pending, strict=True)]
+        got.append(one.finish(batches[2], alone))
+    finally:
+        gate.set()
+        for stream in (two, one):
+            stream.detach()
+        shared.close()
+    for b, matted in zip(batches, got, strict=True):
+        torch.testing.assert_close(matted.alpha, matter(b).alpha)

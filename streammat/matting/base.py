@@ -20,7 +20,11 @@ class Matter(Protocol):
 
 @runtime_checkable
 class StagedMatter(Matter, Protocol):
-    """``matter(batch) == matter.finish(batch, matter.infer(matter.prepare(batch)))``."""
+    """``matter(batch) == matter.finish(batch, matter.infer(matter.prepare(batch)))``.
+
+    A staged matter may also offer ``reserve(timeout) -> bool`` when its ``infer`` only
+    queues the work (a stream of a shared model): room for one more batch, which the
+    pipeline waits for before it takes the next batch."""
 
     def prepare(self, batch: Batch) -> Any:
         """The model input for ``batch`` (resize, normalize)."""

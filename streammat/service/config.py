@@ -22,6 +22,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
 from ..config import ClusterSettings, LiveConfig, describe_error, is_model_path, read_yaml
 from ..errors import ConfigError
+from .scheduler import IN_FLIGHT
 
 __all__ = [
     "ServeConfig",
@@ -77,6 +78,9 @@ class ServeConfig(BaseModel):
     #: frame may be held for others to join it
     max_batch: Annotated[int, Field(ge=1, le=256)] = 8
     max_wait_ms: Annotated[float, Field(ge=0, le=1000)] = 4.0
+    #: requests each stream may have out to its shared model at once (frame rate against
+    #: latency; see ``scheduler.IN_FLIGHT``)
+    in_flight: Annotated[int, Field(ge=1, le=8)] = IN_FLIGHT
     #: restart delays of a failed pipeline: doubling from the first to the second
     backoff_min: Annotated[float, Field(gt=0, le=600)] = 0.5
     backoff_max: Annotated[float, Field(gt=0, le=3600)] = 30.0

@@ -13,7 +13,7 @@ import threading
 from typing import Any
 
 from .config import ServePipeline
-from .scheduler import ModelScheduler, SharedModel, StreamMatter
+from .scheduler import IN_FLIGHT, ModelScheduler, SharedModel, StreamMatter
 
 __all__ = ["ModelPool"]
 
@@ -26,9 +26,10 @@ def model_key(settings: ServePipeline) -> tuple[Any, ...]:
 
 
 class ModelPool:
-    def __init__(self, *, max_batch: int, max_wait: float) -> None:
+    def __init__(self, *, max_batch: int, max_wait: float, in_flight: int = IN_FLIGHT) -> None:
         self.max_batch = max_batch
         self.max_wait = max_wait
+        self.in_flight = in_flight
         self._models: dict[tuple[Any, ...], SharedModel] = {}
         self._users: dict[tuple[Any, ...], int] = {}
         self._lock = threading.Lock()  # held while a model loads: a second user waits for it
@@ -58,10 +59,11 @@ class ModelPool:
                 self._models.pop(key).close()
                 self._users.pop(key)
 
-    def configure(self, *, max_batch: int, max_wait: float) -> None:
-        """New batching limits for every loaded model (a reloaded config)."""
+    def configure(self, *, max_batch: int, max_wait: float, in_flight: int = IN_FLIGHT) -> None:
+        """New batching limits for every loaded model (a reloaded config; ``in_flight``
+        applies to the streams that start from now on)."""
         with self._lock:
-            self.max_batch, self.max_wait = max_batch, max_wait
+            self.max_batch, self.max_wait, self.in_flight = max_batch, max_wait, in_flight
             for shared in self._models.values():
                 shared.scheduler.max_batch, shared.scheduler.max_wait = max_batch, max_wait
 
@@ -85,7 +87,7 @@ class ModelPool:
             from ..matting import create_matter
 
             return with_matte_controls(create_matter(shared.session, fast=False), settings), lambda: None
-        stream = StreamMatter(shared)
+        stream = StreamMatter(shared, in_flight=self.in_flight)
         return with_matte_controls(stream, settings), stream.detach
 
     def _load(self, key: tuple[Any, ...], settings: ServePipeline) -> SharedModel:

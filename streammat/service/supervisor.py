@@ -42,7 +42,9 @@ class PipelineNotFound(ConfigError):
 class Service:
     def __init__(self, config: ServeConfig) -> None:
         self.config = config
-        self.pool = ModelPool(max_batch=config.max_batch, max_wait=config.max_wait_ms / 1000.0)
+        self.pool = ModelPool(
+            max_batch=config.max_batch, max_wait=config.max_wait_ms / 1000.0, in_flight=config.in_flight
+        )
         self.metrics = Metrics(self)
         self.started_at = time.time()
         self._runners: dict[str, PipelineRunner] = {}
@@ -135,7 +137,9 @@ class Service:
             for n in removed:
                 self.metrics.forget(n)
             self.config = config
-            self.pool.configure(max_batch=config.max_batch, max_wait=config.max_wait_ms / 1000.0)
+            self.pool.configure(
+                max_batch=config.max_batch, max_wait=config.max_wait_ms / 1000.0, in_flight=config.in_flight
+            )
             self.pool.prune(keep={model_key(s) for s in new.values()})
             for n in changed + added:
                 self._start(n, new[n], previous=previous.get(n))
