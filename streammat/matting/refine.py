@@ -12,9 +12,10 @@ where the coarse mask is neither 0 nor 1): the interiors of the person and of th
 background keep the model's values, which a filter over the whole frame would smear
 where the colours inside the person vary. The result is clamped to ``[0,255]``.
 
-Two executions of one filter: ``guided_refine`` on torch tensors (a batch on a CUDA
-device), ``guided_refine_array`` on numpy arrays with OpenCV (the CPU path, which never
-imports torch). They agree within a grey level: their sums run in another order.
+Two executions of one filter behind one entry point, ``guided_refine``: torch for tensors
+(a batch on a CUDA device), ``guided_refine_array`` with OpenCV for numpy arrays (the CPU
+path, which never imports torch). They agree within a grey level: their sums run in
+another order.
 """
 
 from __future__ import annotations
@@ -56,19 +57,20 @@ DEFAULT_LEVELS = (0.15, 0.85)
 
 
 def guided_refine(
-    images: torch.Tensor,
-    alpha: torch.Tensor,
+    images: torch.Tensor | np.ndarray,
+    alpha: torch.Tensor | np.ndarray,
     *,
     radius: int = DEFAULT_RADIUS,
     eps: float = DEFAULT_EPS,
     band: int = DEFAULT_BAND,
     subsample: int = DEFAULT_SUBSAMPLE,
     levels: tuple[float, float] = DEFAULT_LEVELS,
-    out: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """``images`` ``(N,H,W,3)`` uint8 and ``alpha`` ``(N,H,W)`` uint8 (same device) →
-    the refined ``(N,H,W)`` uint8 alpha, written into ``out`` when given (``alpha``
-    itself works: refinement in place), else into a new tensor.
+    out: torch.Tensor | np.ndarray | None = None,
+) -> torch.Tensor | np.ndarray:
+    """``images`` ``(N,H,W,3)`` uint8 and ``alpha`` ``(N,H,W)`` uint8 (tensors on one
+    device, or numpy arrays: ``guided_refine_array``) → the refined ``(N,H,W)`` uint8
+    alpha, written into ``out`` when given (``alpha`` itself works: refinement in place),
+    else into a new tensor or array.
 
     ``radius`` (pixels): the filter window, how far an edge may move; ``eps``: the
     filter's regularisation for colours in ``[0,1]`` (larger: closer to the input matte,
@@ -76,6 +78,10 @@ def guided_refine(
     pixels may change; ``subsample``: the coefficient grid's cell size in pixels;
     ``levels`` ``(lo, hi)``: filtered values below ``lo`` become 0 and above ``hi`` 1
     (the filter leaves faint haloes and dents a few percent deep near edges)."""
+    if isinstance(alpha, np.ndarray):
+        return guided_refine_array(
+            images, alpha, radius=radius, eps=eps, band=band, subsample=subsample, levels=levels, out=out
+        )
     import torch
     import torch.nn.functional as F
 

@@ -50,7 +50,7 @@ from .base import Matter, StagedMatter
 from .cells import CELL
 from .feather import feather
 from .motion import DEFAULT_MOTION, MotionSmoother
-from .refine import guided_refine, guided_refine_array
+from .refine import guided_refine
 
 if TYPE_CHECKING:
     import torch
@@ -195,7 +195,7 @@ class TemporalMatter:
             assert self._raw is not None
             out[i] = self._raw
         if self.refine:
-            (guided_refine_array if host else guided_refine)(images, out, out=out)
+            guided_refine(images, out, out=out)
         if self.smoothing and self._smoother is not None and min(h, w) >= _MOTION_MIN_SIZE:
             bounds = [*dict.fromkeys(starts), len(batch)]
             for a, b in zip(bounds, bounds[1:], strict=False):

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..matting.motion import DEFAULT_STRENGTH, MotionSmoother
-from ..matting.refine import guided_refine, guided_refine_array
+from ..matting.refine import guided_refine
 
 __all__ = ["Setting", "PostProcess", "SETTINGS"]
 
@@ -99,7 +99,7 @@ class PostProcess:
         host = images.device.type == "cpu"
         frames, work = (images.numpy(), alpha.numpy()) if host else (images, alpha)
         if self.setting.refine is not None:
-            (guided_refine_array if host else guided_refine)(frames, work, out=work, **self.setting.refine)
+            guided_refine(frames, work, out=work, **self.setting.refine)
         if isinstance(self._smoother, MotionSmoother):
             self._smoother(frames, work, out=work)
         elif self._smoother is not None:
