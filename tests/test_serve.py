@@ -77,6 +77,7 @@ class Server:
         self.config.write_text(
             f"""
 http: 127.0.0.1:{self.http}
+max_batch: 8
 max_wait_ms: 30
 backoff_min: 0.2
 backoff_max: 1.0

@@ -4,11 +4,15 @@ longer than max_wait."""
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
+import time
 from fractions import Fraction
 from typing import Any
 
 import numpy as np
+import pytest
 import torch
 
 from streammat.frames import Batch
@@ -233,3 +237,43 @@ def test_a_served_stream_sends_up_to_its_bound_of_requests_and_finishes_them_in_
         shared.close()
     for b, matted in zip(batches, got, strict=True):
         torch.testing.assert_close(matted.alpha, matter(b).alpha)
+
+
+def _nice(tid: int) -> int:
+    with open(f"/proc/self/task/{tid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[16])  # field 19, after the name
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priorities are Linux's")
+def test_a_cpu_model_runs_one_request_a_call_at_a_lower_priority_unless_told(tiny_home):
+    """onnxruntime on the CPU: calls take one stream's request each, on as many threads as
+    fill the cores, and those threads run `nice` lower than the streams' own; an explicit
+    `max_batch` (a config reload too) gathers the streams' frames again."""
+    from streammat.matting.threads import plan_threads
+    from streammat.service.config import ServePipeline
+    from streammat.service.pool import ModelLimits, ModelPool
+
+    settings = ServePipeline(source="0", model="u2netp", device="cpu", threads=1)
+    pool = ModelPool(ModelLimits(nice=7))
+    try:
+        shared = pool.acquire(settings)
+        scheduler = shared.scheduler
+        assert shared.cpu_calls and scheduler.max_batch == 1
+        plan = plan_threads()
+        assert len(scheduler._threads) == plan.cores // plan.onnx_intra_op  # their threads fill the cores
+        base = os.getpriority(os.PRIO_PROCESS, 0)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(_nice(t.native_id) != min(19, base + 7) for t in scheduler._threads):
+            time.sleep(0.01)
+        assert [_nice(t.native_id) for t in scheduler._threads] == [min(19, base + 7)] * len(scheduler._threads)
+        assert _nice(threading.get_native_id()) == base  # the caller's own thread is untouched
+        a, b = StreamMatter(shared), StreamMatter(shared)
+        x = shared.matter.prepare(_batch(1, 0))
+        fa, fb = scheduler.request(a._stream, x), scheduler.request(b._stream, x)
+        fa.result(timeout=30), fb.result(timeout=30)
+        assert scheduler.stats.streams_per_call == {1: scheduler.stats.calls}  # never two streams in one call
+        pool.configure(ModelLimits(max_batch=8))
+        assert scheduler.max_batch == 8
+    finally:
+        pool.close()
+    assert ModelLimits(max_batch=None).batch_for(False) == 8  # a GPU runner batches by default

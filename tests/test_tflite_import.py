@@ -10,6 +10,7 @@ from pathlib import Path
 import flatbuffers
 import numpy as np
 import onnx
+import onnx.numpy_helper
 import onnxruntime as ort
 import pytest
 import tflite
@@ -19,7 +20,7 @@ from tflite.BuiltinOptions import BuiltinOptions
 
 from streammat.errors import ModelError
 from streammat.models import store
-from streammat.models.tflite_import import convert_tflite_file, import_tflite, supported_operators
+from streammat.models.tflite_import import IMPORTER_VERSION, convert_tflite_file, import_tflite, supported_operators
 
 VARIANTS = ["selfie", "selfie-landscape"]
 
@@ -66,6 +67,53 @@ def test_onnx_matches_numpy_reference(selfie_home: Path, name: str) -> None:
     np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
     # the comparison is not vacuous: the photo gives both clear person and clear background
     assert (want[0] > 0.9).mean() > 0.2 and (want[0] < 0.1).mean() > 0.2
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_the_graph_keeps_onnxruntimes_blocked_layout(selfie_home: Path, name: str) -> None:
+    """The 2x upsamplings are constant scales and the channel means GlobalAveragePool:
+    onnxruntime then runs them in its blocked (NCHWc) layout, where a size computed at run
+    time (Shape -> Slice -> Concat) and ReduceMean each forced a layout round trip."""
+    model = import_tflite(_tflite_bytes(selfie_home, name), name=name)
+    ops = [n.op_type for n in model.graph.node]
+    assert {"Shape", "Slice", "Concat", "ReduceMean"}.isdisjoint(ops)
+    assert ops.count("GlobalAveragePool") == 10 and ops.count("Resize") == 3
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Resize":
+            assert len(node.input) == 3 and inits[node.input[2]].tolist() == [1.0, 1.0, 2.0, 2.0]
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.optimized_model_filepath = str(selfie_home.parent / f"{name}-optimized.onnx")
+    ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    optimized = [n.op_type for n in onnx.load(opts.optimized_model_filepath).graph.node]
+    if "ReorderInput" in optimized:  # a CPU with the blocked kernels (AVX2 and up)
+        assert optimized.count("Upsample") >= 2  # onnxruntime's blocked resize
+    assert model.producer_version == IMPORTER_VERSION
+
+
+def test_a_model_from_an_older_importer_is_converted_again(selfie_home: Path, tmp_path: Path, monkeypatch) -> None:
+    """A stored built-in model stamped by an older importer is converted again from the
+    verified TfLite file beside it, once; without that file it is used as it is."""
+    home = tmp_path / "home"
+    folder = home / "models" / "selfie"
+    folder.mkdir(parents=True)
+    data = _tflite_bytes(selfie_home, "selfie")
+    (folder / store.BUILTIN_MODELS["selfie"].tflite).write_bytes(data)
+    old = import_tflite(data, name="selfie")
+    old.producer_version = "1"
+    onnx.save(old, folder / "selfie.onnx")
+    monkeypatch.setenv("REMBG_HOME", str(home))
+    monkeypatch.delenv("U2NET_HOME", raising=False)
+    store.ensure_available("selfie")
+    assert onnx.load(folder / "selfie.onnx").producer_version == IMPORTER_VERSION
+    stamp = (folder / "selfie.onnx").stat().st_mtime_ns
+    store.ensure_available("selfie")
+    assert (folder / "selfie.onnx").stat().st_mtime_ns == stamp  # current: left alone
+    onnx.save(old, folder / "selfie.onnx")
+    (folder / store.BUILTIN_MODELS["selfie"].tflite).unlink()
+    store.ensure_available("selfie")  # no source to convert from: the stored file still loads
+    assert onnx.load(folder / "selfie.onnx").producer_version == "1"
 
 
 def test_fp16_weights_are_folded_to_float32(selfie_home: Path) -> None:

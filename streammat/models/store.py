@@ -111,6 +111,9 @@ def ensure_available(name: str) -> None:
         if not path.is_file():
             log.warning("model %s is not in %s yet: pulling it now (a one-time ~35 MB download)", name, path.parent)
             pull(name)
+        elif _converted_by_an_older_importer(path) and (path.parent / BUILTIN_MODELS[name].tflite).is_file():
+            log.info("model %s was converted by an older importer: converting it again from its TfLite file", name)
+            _reconvert(name)
         return
     from rembg.sessions.base import BaseSession
 
@@ -136,6 +139,11 @@ def pull(name: str, *, wheel: str | Path | None = None, tflite_dir: str | Path |
     else:
         with tempfile.TemporaryDirectory(prefix="streammat-pull-") as tmp:
             blobs = _read_wheel(_pip_download(Path(tmp), name))
+    return _store(blobs)
+
+
+def _store(blobs: dict[str, bytes]) -> list[Path]:
+    """Convert verified TfLite sources and store each ONNX file beside its source."""
     from .tflite_import import import_tflite
 
     paths = []
@@ -153,6 +161,28 @@ def pull(name: str, *, wheel: str | Path | None = None, tflite_dir: str | Path |
         log.info("stored %s (%d bytes)", path, path.stat().st_size)
         paths.append(path)
     return paths
+
+
+def _converted_by_an_older_importer(path: Path) -> bool:
+    import onnx
+
+    from .tflite_import import IMPORTER_VERSION
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # noqa: BLE001 - an unreadable file is the session's error to report
+        return False
+    return model.producer_name == "streammat.tflite_import" and model.producer_version != IMPORTER_VERSION
+
+
+def _reconvert(name: str) -> None:
+    """Convert the stored, verified TfLite source of ``name`` again; a failure (a read-only
+    model home) leaves the previous file, which still loads."""
+    src = model_file(name).parent / BUILTIN_MODELS[name].tflite
+    try:
+        _store({name: _verify(name, src.read_bytes(), str(src))})
+    except (ModelError, OSError) as exc:
+        log.warning("model %s: cannot convert it again (%s); using the stored file", name, exc)
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

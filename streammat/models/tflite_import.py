@@ -27,9 +27,14 @@ from ._ops import ACT_NONE, ACT_RELU, ACT_RELU6, ACT_RELU_N1_TO_1, DTYPES, OPS
 if TYPE_CHECKING:
     import onnx
 
-__all__ = ["import_tflite", "convert_tflite_file", "supported_operators"]
+__all__ = ["IMPORTER_VERSION", "import_tflite", "convert_tflite_file", "supported_operators"]
 
 log = logging.getLogger(__name__)
+
+#: stamped on every converted graph (``producer_version``); a stored built-in model with
+#: another stamp is converted again from its TfLite source (``store.ensure_available``).
+#: 2: whole-number bilinear resizes as constant scales, channel means as GlobalAveragePool
+IMPORTER_VERSION = "2"
 
 
 class Importer:
@@ -180,6 +185,7 @@ class Importer:
             graph,
             opset_imports=[helper.make_opsetid("", self.opset)],
             producer_name="streammat.tflite_import",
+            producer_version=IMPORTER_VERSION,
         )
         model.ir_version = 8
         try:

@@ -74,10 +74,14 @@ class ServeConfig(BaseModel):
     #: HOST:PORT of /metrics, /healthz, /readyz and the control API
     http: str = DEFAULT_HTTP
     pipelines: dict[str, ServePipeline] = Field(default_factory=dict)
-    #: frames of all streams sharing one model in one model call, and how long a waiting
-    #: frame may be held for others to join it
-    max_batch: Annotated[int, Field(ge=1, le=256)] = 8
+    #: frames of all streams sharing one model in one model call (unset: 8 on a GPU, one
+    #: stream's request a call on the CPU; see ``pool``), and how long a waiting frame may
+    #: be held for others to join it
+    max_batch: Annotated[int, Field(ge=1, le=256)] | None = None
     max_wait_ms: Annotated[float, Field(ge=0, le=1000)] = 4.0
+    #: OS niceness added to the threads that run a shared model's calls on the CPU, so the
+    #: streams' own threads come first (0: the same priority as the rest of the service)
+    model_nice: Annotated[int, Field(ge=0, le=19)] = 10
     #: requests each stream may have out to its shared model at once (frame rate against
     #: latency; see ``scheduler.IN_FLIGHT``)
     in_flight: Annotated[int, Field(ge=1, le=8)] = IN_FLIGHT

@@ -4,20 +4,40 @@ A pipeline asks the pool for its stream's matter; the first pipeline of a key lo
 session, the others reuse it. A model stays loaded while a pipeline uses it, so restarting
 a pipeline never reloads its model; ``prune`` unloads the models nobody uses any more
 (after a reload removed their last pipeline).
+
+How a shared model's calls are made depends on where it runs (``ModelLimits``):
+
+- on a GPU, a call gathers the frames of several streams (up to ``max_batch``, default 8):
+  the device runs a batch of 8 in little more time than one frame;
+- onnxruntime on the CPU runs one stream's request per call by default, as many calls at
+  once as fill the cores, and its calling threads run at a lower OS priority (``nice``).
+  A batch costs the CPU as much per frame as single frames or more (the selfie model: 5.4
+  ms a frame in batches of 4 against 4.6 alone, its activations outgrow the cache), while a
+  stream waits for the whole call; and a call that preempts a thread holding the
+  interpreter lock stalls every stream's Python work until that thread runs again. With 4
+  cameras on 2 cores (``scripts/bench_serve.py``, alternating runs): one request a call
+  at nice 10, 29.3-29.7 frames/s per stream at p95 63-66 ms; batches of up to 8 at nice 10,
+  26.0-27.1 at 91-94 ms; batches at normal priority, 24.1-26.3 at 96-112 ms.
+
+``max_batch`` set in the config applies on every device.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass
 from typing import Any
 
-from .config import ServePipeline
+from .config import ServeConfig, ServePipeline
 from .scheduler import IN_FLIGHT, ModelScheduler, SharedModel, StreamMatter
 
-__all__ = ["ModelPool"]
+__all__ = ["ModelLimits", "ModelPool"]
 
 log = logging.getLogger(__name__)
+
+#: frames of several streams in one call, where calls batch (the GPU runners)
+DEVICE_MAX_BATCH = 8
 
 
 def model_key(settings: ServePipeline) -> tuple[Any, ...]:
@@ -25,11 +45,29 @@ def model_key(settings: ServePipeline) -> tuple[Any, ...]:
     return (settings.model, settings.device, settings.backend, settings.threads, settings.fast)
 
 
+@dataclass(frozen=True)
+class ModelLimits:
+    """The service-wide settings of its shared models' schedulers."""
+
+    max_batch: int | None = None  # None: DEVICE_MAX_BATCH on a GPU, one request a call on the CPU
+    max_wait: float = 0.004  # seconds
+    in_flight: int = IN_FLIGHT
+    nice: int = 10  # added OS niceness of the CPU calling threads (0: none)
+
+    @classmethod
+    def from_config(cls, config: ServeConfig) -> ModelLimits:
+        return cls(config.max_batch, config.max_wait_ms / 1000.0, config.in_flight, config.model_nice)
+
+    def batch_for(self, cpu_calls: bool) -> int:
+        """Frames a call takes, for a model whose calls run on the CPU or not."""
+        if self.max_batch is not None:
+            return self.max_batch
+        return 1 if cpu_calls else DEVICE_MAX_BATCH
+
+
 class ModelPool:
-    def __init__(self, *, max_batch: int, max_wait: float, in_flight: int = IN_FLIGHT) -> None:
-        self.max_batch = max_batch
-        self.max_wait = max_wait
-        self.in_flight = in_flight
+    def __init__(self, limits: ModelLimits | None = None) -> None:
+        self.limits = limits or ModelLimits()
         self._models: dict[tuple[Any, ...], SharedModel] = {}
         self._users: dict[tuple[Any, ...], int] = {}
         self._lock = threading.Lock()  # held while a model loads: a second user waits for it
@@ -59,13 +97,14 @@ class ModelPool:
                 self._models.pop(key).close()
                 self._users.pop(key)
 
-    def configure(self, *, max_batch: int, max_wait: float, in_flight: int = IN_FLIGHT) -> None:
-        """New batching limits for every loaded model (a reloaded config; ``in_flight``
-        applies to the streams that start from now on)."""
+    def configure(self, limits: ModelLimits) -> None:
+        """New limits for every loaded model (a reloaded config; ``in_flight`` applies to
+        the streams that start from now on, ``nice`` to models loaded from now on)."""
         with self._lock:
-            self.max_batch, self.max_wait, self.in_flight = max_batch, max_wait, in_flight
+            self.limits = limits
             for shared in self._models.values():
-                shared.scheduler.max_batch, shared.scheduler.max_wait = max_batch, max_wait
+                shared.scheduler.max_batch = limits.batch_for(shared.cpu_calls)
+                shared.scheduler.max_wait = limits.max_wait
 
     def models(self) -> list[SharedModel]:
         with self._lock:
@@ -87,7 +126,7 @@ class ModelPool:
             from ..matting import create_matter
 
             return with_matte_controls(create_matter(shared.session, fast=False), settings), lambda: None
-        stream = StreamMatter(shared, in_flight=self.in_flight)
+        stream = StreamMatter(shared, in_flight=self.limits.in_flight)
         return with_matte_controls(stream, settings), stream.detach
 
     def _load(self, key: tuple[Any, ...], settings: ServePipeline) -> SharedModel:
@@ -99,27 +138,30 @@ class ModelPool:
         provider = (list(session.inner_session.get_providers()) or ["?"])[0]
         staged = all(hasattr(matter, step) for step in ("prepare", "infer", "finish"))
         label = f"{settings.model}@{settings.device}"
+        workers = _cpu_calls(session, matter, plan.cores // (settings.threads or plan.onnx_intra_op))
         scheduler = ModelScheduler(
             matter.infer if staged else _unbatched,
-            max_batch=self.max_batch,
-            max_wait=self.max_wait,
+            max_batch=self.limits.batch_for(bool(workers)),
+            max_wait=self.limits.max_wait,
             name=label,
-            workers=_call_threads(session, matter, plan.cores // (settings.threads or plan.onnx_intra_op)),
+            workers=workers or 1,
+            nice=self.limits.nice if workers else 0,
         )
         log.info("model %s loaded on %s; shared by every pipeline that uses it", label, provider)
-        return SharedModel(key, session, matter if staged else None, scheduler, provider)
+        return SharedModel(key, session, matter if staged else None, scheduler, provider, cpu_calls=bool(workers))
 
 
-def _call_threads(session: Any, matter: Any, fill: int) -> int:
-    """How many model calls may run at once: ``fill`` (their onnxruntime threads together
-    fill the cores) for onnxruntime on the CPU with a dynamic batch dimension, whose calls
-    share nothing; one for the others (the GPU runners reuse bound buffers and captured
-    graphs, and a fixed-batch graph's chunks go through one padding buffer)."""
+def _cpu_calls(session: Any, matter: Any, fill: int) -> int:
+    """For onnxruntime on the CPU with a dynamic batch dimension, whose calls share nothing:
+    how many calls may run at once, ``fill`` (their onnxruntime threads together fill the
+    cores). 0 for the others, which take one call at a time (the GPU runners reuse bound
+    buffers and captured graphs, and a fixed-batch graph's chunks go through one padding
+    buffer)."""
     choice = getattr(matter, "choice", None)
     if choice is None or choice.runner != "ort-cpu":
-        return 1
+        return 0
     if isinstance(session.inner_session.get_inputs()[0].shape[0], int):
-        return 1
+        return 0
     return max(1, fill)
 
 

@@ -32,6 +32,8 @@ and whose ``finish`` waits for its answer. The service wraps it in the stream's 
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import threading
 import time
 from collections import deque
@@ -86,9 +88,17 @@ class ModelScheduler:
     ``submit(stream, x)`` waits for it."""
 
     def __init__(
-        self, run: Any, *, max_batch: int = 8, max_wait: float = 0.004, name: str = "model", workers: int = 1
+        self,
+        run: Any,
+        *,
+        max_batch: int = 8,
+        max_wait: float = 0.004,
+        name: str = "model",
+        workers: int = 1,
+        nice: int = 0,
     ) -> None:
         self._run = run
+        self.nice = nice
         self.max_batch = max_batch
         self.max_wait = max_wait
         self.name = name
@@ -202,6 +212,8 @@ class ModelScheduler:
         return None
 
     def _loop(self) -> None:
+        if self.nice:
+            _lower_priority(self.nice, self.name)
         while True:
             with self._cond:
                 batch = self._next()
@@ -237,6 +249,18 @@ class ModelScheduler:
             k = r.x.shape[0]
             r.future.set_result(out[start : start + k])
             start += k
+
+
+def _lower_priority(nice: int, name: str) -> None:
+    """Add ``nice`` to the calling thread's OS niceness (Linux schedules threads one by one;
+    elsewhere this would name a process, so it is skipped). Raising it needs no privilege."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
+    except OSError as exc:  # a sandbox without setpriority: the calls keep their priority
+        log.debug("%s: cannot lower the model threads' priority: %s", name, exc)
 
 
 def _concat(parts: list[Any]) -> Any:
@@ -312,6 +336,7 @@ class SharedModel:
     matter: Any  # BatchedMatter: prepare/infer/finish
     scheduler: ModelScheduler
     provider: str  # the execution provider onnxruntime granted
+    cpu_calls: bool = False  # onnxruntime on the CPU, several calls at once (``pool``)
 
     @property
     def label(self) -> str:

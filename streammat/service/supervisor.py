@@ -20,7 +20,7 @@ from typing import Any
 from ..errors import ConfigError
 from .config import ServeConfig, ServePipeline, check_unique, pipeline_settings
 from .metrics import Metrics
-from .pool import ModelPool, model_key
+from .pool import ModelLimits, ModelPool, model_key
 from .runner import PipelineRunner, PipelineStatus, is_ready
 
 __all__ = ["Service", "PipelineNotFound", "STOP_DEADLINE"]
@@ -42,9 +42,7 @@ class PipelineNotFound(ConfigError):
 class Service:
     def __init__(self, config: ServeConfig) -> None:
         self.config = config
-        self.pool = ModelPool(
-            max_batch=config.max_batch, max_wait=config.max_wait_ms / 1000.0, in_flight=config.in_flight
-        )
+        self.pool = ModelPool(ModelLimits.from_config(config))
         self.metrics = Metrics(self)
         self.started_at = time.time()
         self._runners: dict[str, PipelineRunner] = {}
@@ -137,9 +135,7 @@ class Service:
             for n in removed:
                 self.metrics.forget(n)
             self.config = config
-            self.pool.configure(
-                max_batch=config.max_batch, max_wait=config.max_wait_ms / 1000.0, in_flight=config.in_flight
-            )
+            self.pool.configure(ModelLimits.from_config(config))
             self.pool.prune(keep={model_key(s) for s in new.values()})
             for n in changed + added:
                 self._start(n, new[n], previous=previous.get(n))
