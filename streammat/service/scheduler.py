@@ -21,7 +21,9 @@ DeepStream's stream muxer and Triton's dynamic batcher do:
   session runs concurrent calls safely). One thread capped the model at one core: 6
   streams of a 6 ms model need more, and on a busy machine the scheduler gets one
   thread's share of the cores where separate processes got one each (4 streams: 11 frames/s
-  per stream against 24 for separate processes, at load 12).
+  per stream against 24 for separate processes, at load 12). ``nice`` lowers those
+  threads' OS priority (Linux), so a call never preempts a stream's thread that holds the
+  interpreter lock; ``pool`` sets it, and ``max_batch``, per device.
 
 ``StreamMatter`` is the per-stream face of it: a staged matter whose ``prepare`` and
 ``finish`` are the shared batched matter's (stateless), whose ``infer`` queues the request
