@@ -60,6 +60,8 @@ INVALID = [
     ("http: [1, 2\n", "invalid YAML"),
     ("- 1\n- 2\n", "expected a mapping"),
     ("in_flight: 0\n", "in_flight"),
+    ("model_nice: -1\n", "model_nice: expected greater than or equal to 0"),
+    ("model_nice: '10'\n", "model_nice: expected a valid integer"),
 ]
 
 
