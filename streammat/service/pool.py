@@ -7,8 +7,9 @@ a pipeline never reloads its model; ``prune`` unloads the models nobody uses any
 
 How a shared model's calls are made depends on where it runs (``ModelLimits``):
 
-- on a GPU, a call gathers the frames of several streams (up to ``max_batch``, default 8):
-  the device runs a batch of 8 in little more time than one frame;
+- on a GPU (and for any runner that takes one call at a time: a fixed-batch graph, the
+  torch backend), a call gathers the frames of several streams (up to ``max_batch``,
+  default 8), which a GPU needs to be kept busy;
 - onnxruntime on the CPU runs one stream's request per call by default, as many calls at
   once as fill the cores, and its calling threads run at a lower OS priority (``nice``).
   A batch costs the CPU as much per frame as single frames or more (the selfie model: 5.4
