@@ -80,7 +80,8 @@ class ServeConfig(BaseModel):
     max_batch: Annotated[int, Field(ge=1, le=256)] | None = None
     max_wait_ms: Annotated[float, Field(ge=0, le=1000)] = 4.0
     #: OS niceness added to the threads that run a shared model's calls on the CPU, so the
-    #: streams' own threads come first (0: the same priority as the rest of the service)
+    #: streams' own threads come first (0: the same priority as the rest of the service,
+    #: for machines shared with CPU-bound jobs, which a niced model yields to as well)
     model_nice: Annotated[int, Field(ge=0, le=19)] = 10
     #: requests each stream may have out to its shared model at once (frame rate against
     #: latency; see ``scheduler.IN_FLIGHT``)

@@ -18,7 +18,9 @@ How a shared model's calls are made depends on where it runs (``ModelLimits``):
   interpreter lock stalls every stream's Python work until that thread runs again. With 4
   cameras on 2 cores (``scripts/bench_serve.py``, alternating runs): one request a call
   at nice 10, 29.3-29.7 frames/s per stream at p95 63-66 ms; batches of up to 8 at nice 10,
-  26.0-27.1 at 91-94 ms; batches at normal priority, 24.1-26.3 at 96-112 ms.
+  26.0-27.1 at 91-94 ms; batches at normal priority, 24.1-26.3 at 96-112 ms. Other
+  programs at normal priority get the same precedence (beside two CPU-bound processes:
+  4.7 frames/s per stream at nice 10, 17.2 at 0), hence the setting ``model_nice``.
 
 ``max_batch`` set in the config applies on every device.
 """
