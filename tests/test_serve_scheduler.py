@@ -260,12 +260,14 @@ def test_a_cpu_model_runs_one_request_a_call_at_a_lower_priority_unless_told(tin
         scheduler = shared.scheduler
         assert shared.cpu_calls and scheduler.max_batch == 1
         plan = plan_threads()
-        assert len(scheduler._threads) == plan.cores // plan.onnx_intra_op  # their threads fill the cores
+        *niced, relief = scheduler._threads
+        assert len(niced) == plan.cores // plan.onnx_intra_op  # their threads fill the cores
         base = os.getpriority(os.PRIO_PROCESS, 0)
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and any(_nice(t.native_id) != min(19, base + 7) for t in scheduler._threads):
+        while time.monotonic() < deadline and any(_nice(t.native_id) != min(19, base + 7) for t in niced):
             time.sleep(0.01)
-        assert [_nice(t.native_id) for t in scheduler._threads] == [min(19, base + 7)] * len(scheduler._threads)
+        assert [_nice(t.native_id) for t in niced] == [min(19, base + 7)] * len(niced)
+        assert _nice(relief.native_id) == base
         assert _nice(threading.get_native_id()) == base  # the caller's own thread is untouched
         a, b = StreamMatter(shared), StreamMatter(shared)
         x = shared.matter.prepare(_batch(1, 0))
@@ -277,3 +279,38 @@ def test_a_cpu_model_runs_one_request_a_call_at_a_lower_priority_unless_told(tin
     finally:
         pool.close()
     assert ModelLimits(max_batch=None).batch_for(False) == 8  # a GPU runner batches by default
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priorities are Linux's")
+def test_a_request_the_niced_threads_leave_waiting_runs_at_normal_priority() -> None:
+    """Beside CPU-bound programs the niced call threads get a tenth of their share: a
+    request they leave waiting `relief_after` goes to the one thread at the service's own
+    priority; requests they take in time never do."""
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    gate, running = threading.Event(), threading.Event()
+    seen: list[tuple[float, int]] = []
+
+    def run(x: np.ndarray) -> np.ndarray:
+        seen.append((float(x[0, 0]), _nice(threading.get_native_id())))
+        if x[0, 0] == 1.0:
+            running.set()
+            assert gate.wait(30)
+        return x
+
+    scheduler = ModelScheduler(run, max_batch=1, max_wait=0.0, workers=1, nice=5, relief_after=0.5)
+    a, b = scheduler.attach(), scheduler.attach()
+    try:
+        stuck = scheduler.request(a, np.full((1, 2), 1.0))  # holds the only niced thread
+        assert running.wait(30)
+        t0 = time.monotonic()
+        assert scheduler.request(b, np.full((1, 2), 2.0)).result(timeout=30)[0, 0] == 2.0
+        assert time.monotonic() - t0 >= 0.5  # it waited its turn first
+        gate.set()
+        stuck.result(timeout=30)
+        for k in range(3, 8):  # the niced thread is free: it takes each at once
+            scheduler.request(a, np.full((1, 2), float(k))).result(timeout=30)
+    finally:
+        gate.set()
+        scheduler.close()
+    niced = min(19, base + 5)
+    assert seen == [(1.0, niced), (2.0, base)] + [(float(k), niced) for k in range(3, 8)]

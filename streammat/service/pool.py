@@ -19,8 +19,10 @@ How a shared model's calls are made depends on where it runs (``ModelLimits``):
   cameras on 2 cores (``scripts/bench_serve.py``, alternating runs): one request a call
   at nice 10, 29.3-29.7 frames/s per stream at p95 63-66 ms; batches of up to 8 at nice 10,
   26.0-27.1 at 91-94 ms; batches at normal priority, 24.1-26.3 at 96-112 ms. Other
-  programs at normal priority get the same precedence (beside two CPU-bound processes:
-  4.7 frames/s per stream at nice 10, 17.2 at 0), hence the setting ``model_nice``.
+  programs at normal priority in the same session get the same precedence; the
+  scheduler's relief thread keeps the streams moving then (beside two CPU-bound
+  processes: 9.0-11.5 frames/s per stream, 4.7 without it, 16.3-17.2 at nice 0), and
+  ``model_nice: 0`` turns the whole thing off.
 
 ``max_batch`` set in the config applies on every device.
 """

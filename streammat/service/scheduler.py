@@ -23,7 +23,10 @@ DeepStream's stream muxer and Triton's dynamic batcher do:
   thread's share of the cores where separate processes got one each (4 streams: 11 frames/s
   per stream against 24 for separate processes, at load 12). ``nice`` lowers those
   threads' OS priority (Linux), so a call never preempts a stream's thread that holds the
-  interpreter lock; ``pool`` sets it, and ``max_batch``, per device.
+  interpreter lock; ``pool`` sets it, and ``max_batch``, per device. With ``nice``, one
+  more thread at the service's own priority takes the requests that waited
+  ``relief_after`` seconds: next to CPU-bound programs the niced threads get a tenth of
+  their share, and the streams would crawl.
 
 ``StreamMatter`` is the per-stream face of it: a staged matter whose ``prepare`` and
 ``finish`` are the shared batched matter's (stateless), whose ``infer`` queues the request
@@ -59,6 +62,9 @@ _IDLE_POLL = 0.5  # seconds the scheduler sleeps between checks when nobody subm
 #: gave 29.3-29.4 frames/s per stream against 27.7-28.5 with one, and a p95 latency of
 #: 127-136 ms against 88-94: they buy the last frames per second with latency
 IN_FLIGHT = 1
+#: seconds a request may wait for the niced call threads before the one thread at normal
+#: priority takes it (about a frame at 30 frames/s: the stream is about to drop one)
+RELIEF_AFTER = 0.030
 
 
 @dataclass
@@ -98,9 +104,11 @@ class ModelScheduler:
         name: str = "model",
         workers: int = 1,
         nice: int = 0,
+        relief_after: float = RELIEF_AFTER,
     ) -> None:
         self._run = run
         self.nice = nice
+        self.relief_after = relief_after
         self.max_batch = max_batch
         self.max_wait = max_wait
         self.name = name
@@ -112,9 +120,13 @@ class ModelScheduler:
         self._cond = threading.Condition()
         self._closed = False
         self._threads = [
-            threading.Thread(target=self._loop, name=f"sm-scheduler-{name}-{i}", daemon=True)
+            threading.Thread(target=self._loop, args=(False,), name=f"sm-scheduler-{name}-{i}", daemon=True)
             for i in range(max(1, workers))
         ]
+        if nice:  # one thread at the service's own priority, for requests the niced ones left waiting
+            self._threads.append(
+                threading.Thread(target=self._loop, args=(True,), name=f"sm-scheduler-{name}-relief", daemon=True)
+            )
         for t in self._threads:
             t.start()
 
@@ -195,10 +207,14 @@ class ModelScheduler:
         self._pending = rest
         return taken
 
-    def _next(self) -> list[_Request] | None:
-        """Wait for the requests of the next call (under the lock); None once closed."""
+    def _next(self, relief: bool = False) -> list[_Request] | None:
+        """Wait for the requests of the next call (under the lock); None once closed. The
+        relief thread takes only requests that waited ``relief_after`` seconds."""
         while not self._closed:
-            if self._pending and self._ready():
+            late = self.relief_after - (time.monotonic() - self._pending[0].at) if self._pending else 0.0
+            if relief and self._pending and late > 0:
+                self._cond.wait(max(late, 0.0005))
+            elif self._pending and self._ready():
                 batch = self._take()
                 for r in batch:
                     self._running[r.stream] = self._running.get(r.stream, 0) + 1
@@ -213,12 +229,12 @@ class ModelScheduler:
         self._pending.clear()
         return None
 
-    def _loop(self) -> None:
-        if self.nice:
+    def _loop(self, relief: bool) -> None:
+        if self.nice and not relief:
             _lower_priority(self.nice, self.name)
         while True:
             with self._cond:
-                batch = self._next()
+                batch = self._next(relief)
             if batch is None:
                 return
             try:
