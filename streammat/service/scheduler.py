@@ -211,9 +211,9 @@ class ModelScheduler:
         """Wait for the requests of the next call (under the lock); None once closed. The
         relief thread takes only requests that waited ``relief_after`` seconds."""
         while not self._closed:
-            late = self.relief_after - (time.monotonic() - self._pending[0].at) if self._pending else 0.0
-            if relief and self._pending and late > 0:
-                self._cond.wait(max(late, 0.0005))
+            until_relief = self.relief_after - (time.monotonic() - self._pending[0].at) if self._pending else 0.0
+            if relief and self._pending and until_relief > 0:
+                self._cond.wait(max(until_relief, 0.0005))
             elif self._pending and self._ready():
                 batch = self._take()
                 for r in batch:
