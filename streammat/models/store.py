@@ -111,8 +111,7 @@ def ensure_available(name: str) -> None:
         if not path.is_file():
             log.warning("model %s is not in %s yet: pulling it now (a one-time ~35 MB download)", name, path.parent)
             pull(name)
-        elif _converted_by_an_older_importer(path) and (path.parent / BUILTIN_MODELS[name].tflite).is_file():
-            log.info("model %s was converted by an older importer: converting it again from its TfLite file", name)
+        elif _converted_by_an_older_importer(path):
             _reconvert(name)
         return
     from rembg.sessions.base import BaseSession
@@ -166,19 +165,22 @@ def _store(blobs: dict[str, bytes]) -> list[Path]:
 def _converted_by_an_older_importer(path: Path) -> bool:
     import onnx
 
-    from .tflite_import import IMPORTER_VERSION
+    from .tflite_import import IMPORTER_VERSION, PRODUCER
 
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception:  # noqa: BLE001 - an unreadable file is the session's error to report
         return False
-    return model.producer_name == "streammat.tflite_import" and model.producer_version != IMPORTER_VERSION
+    return model.producer_name == PRODUCER and model.producer_version != IMPORTER_VERSION
 
 
 def _reconvert(name: str) -> None:
-    """Convert the stored, verified TfLite source of ``name`` again; a failure (a read-only
-    model home) leaves the previous file, which still loads."""
+    """Convert the stored, verified TfLite source of ``name`` again; without that source,
+    or on a failure (a read-only model home), the previous file stays, which still loads."""
     src = model_file(name).parent / BUILTIN_MODELS[name].tflite
+    if not src.is_file():
+        return
+    log.info("model %s was converted by an older importer: converting it again from its TfLite file", name)
     try:
         _store({name: _verify(name, src.read_bytes(), str(src))})
     except (ModelError, OSError) as exc:

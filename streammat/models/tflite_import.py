@@ -27,7 +27,7 @@ from ._ops import ACT_NONE, ACT_RELU, ACT_RELU6, ACT_RELU_N1_TO_1, DTYPES, OPS
 if TYPE_CHECKING:
     import onnx
 
-__all__ = ["IMPORTER_VERSION", "import_tflite", "convert_tflite_file", "supported_operators"]
+__all__ = ["IMPORTER_VERSION", "PRODUCER", "import_tflite", "convert_tflite_file", "supported_operators"]
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 #: another stamp is converted again from its TfLite source (``store.ensure_available``).
 #: 2: whole-number bilinear resizes as constant scales, channel means as GlobalAveragePool
 IMPORTER_VERSION = "2"
+#: the ``producer_name`` of the graphs it writes
+PRODUCER = "streammat.tflite_import"
 
 
 class Importer:
@@ -184,7 +186,7 @@ class Importer:
         model = helper.make_model(
             graph,
             opset_imports=[helper.make_opsetid("", self.opset)],
-            producer_name="streammat.tflite_import",
+            producer_name=PRODUCER,
             producer_version=IMPORTER_VERSION,
         )
         model.ir_version = 8

@@ -211,10 +211,12 @@ class ModelScheduler:
         """Wait for the requests of the next call (under the lock); None once closed. The
         relief thread takes only requests that waited ``relief_after`` seconds."""
         while not self._closed:
-            until_relief = self.relief_after - (time.monotonic() - self._pending[0].at) if self._pending else 0.0
-            if relief and self._pending and until_relief > 0:
-                self._cond.wait(max(until_relief, 0.0005))
-            elif self._pending and self._ready():
+            if relief and self._pending:
+                until_relief = self.relief_after - (time.monotonic() - self._pending[0].at)
+                if until_relief > 0:
+                    self._cond.wait(until_relief)
+                    continue
+            if self._pending and self._ready():
                 batch = self._take()
                 for r in batch:
                     self._running[r.stream] = self._running.get(r.stream, 0) + 1

@@ -65,13 +65,19 @@ class Background:
     blur_sigma: float = 3.0
 
 
+#: the colour forms ``--background`` takes besides names: ``#rrggbb``/``#rgb`` (the ``#``
+#: optional) and ``r,g,b``
+_HEX = re.compile(r"#?([0-9a-fA-F]{6}|[0-9a-fA-F]{3})")
+_RGB = re.compile(r"\s*\d+\s*,\s*\d+\s*,\s*\d+\s*")
+
+
 def names_image(spec: str) -> bool:
     """Whether a ``--background`` value can only be an image file: not a colour name,
     ``#rrggbb``, ``r,g,b`` or a blur (the forms ``parse_background`` reads first)."""
     low = spec.strip().lower()
     if low in COLORS or low == "blur" or low.startswith(("blur:", "#")):
         return False
-    return not re.fullmatch(r"[0-9a-f]{6}|[0-9a-f]{3}|\s*\d+\s*,\s*\d+\s*,\s*\d+\s*", low)
+    return not (_HEX.fullmatch(low) or _RGB.fullmatch(low))
 
 
 def parse_background(spec: str) -> Background:
@@ -88,13 +94,13 @@ def parse_background(spec: str) -> Background:
             except ValueError as exc:
                 raise ConfigError(f"bad blur strength in background {spec!r}; use e.g. blur:3") from exc
         return Background("blur", blur_sigma=sigma)
-    m = re.fullmatch(r"#?([0-9a-fA-F]{6}|[0-9a-fA-F]{3})", s)
+    m = _HEX.fullmatch(s)
     if m and (s.startswith("#") or not Path(s).exists()):
         h = m.group(1)
         if len(h) == 3:
             h = "".join(c * 2 for c in h)
         return Background("color", (int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16)))
-    if re.fullmatch(r"\s*\d+\s*,\s*\d+\s*,\s*\d+\s*", s):
+    if _RGB.fullmatch(s):
         rgb = tuple(int(v) for v in s.split(","))
         if any(v > 255 for v in rgb):
             raise ConfigError(f"background colour {spec!r}: components must be 0..255")
